@@ -1,0 +1,64 @@
+"""`promptrec demo`: the main job on the embedded default, shown readably.
+
+The embedded default is MovieLens latest-small (shipped in promptrec/datasets with its README) under
+leave-one-out: each user's last rating is held out and mixed with 19 movies they never rated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from promptrec.data.dataset import load_dataset
+from promptrec.models import RankMode
+from promptrec.recommender import Recommender
+
+DEMO_DATASET = Path(__file__).resolve().parent / "datasets" / "ml-latest-small"
+DEMO_USER = "1"
+HISTORY_SHOWN = 10
+
+
+def run_demo(recommender: Recommender, user: str | None = None, mode: RankMode = RankMode.SCORE) -> None:
+    console = Console()
+    dataset = load_dataset(DEMO_DATASET)
+    case = dataset.case_for_user(user or DEMO_USER)
+    titles = {item.id: item.title for item in [*case.history_items, *case.candidates]}
+
+    history = Table(
+        title=f"User {case.user.user_id}: newest {HISTORY_SHOWN} of {len(case.user.history)} ratings"
+    )
+    history.add_column("#", justify="right")
+    history.add_column("movie")
+    history.add_column("rating", justify="right")
+    shown = case.user.history[-HISTORY_SHOWN:]
+    for position, event in enumerate(shown, start=len(case.user.history) - len(shown) + 1):
+        history.add_row(str(position), titles[event.item_id], f"{event.rating:g}" if event.rating else "")
+    console.print(history)
+
+    with console.status(
+        f"ranking {len(case.candidates)} candidates ({mode.value} mode, {recommender.backend.name})"
+    ):
+        ranked = recommender.rank(case.to_request(mode=mode))
+
+    result = Table(title="Ranked candidates (the held-out next movie is marked ★)")
+    result.add_column("rank", justify="right")
+    result.add_column("movie")
+    result.add_column("score", justify="right")
+    result.add_column("source")
+    for position, item_id in enumerate(ranked.item_ids, start=1):
+        score = f"{ranked.scores[position - 1]:.3f}" if ranked.scores else ""
+        marker = " ★" if item_id == case.target_id else ""
+        result.add_row(str(position), titles[item_id] + marker, score, ranked.sources[position - 1].value)
+    console.print(result)
+    diagnostics = ranked.diagnostics
+    console.print(
+        f"parse: {diagnostics.parse_status.value}, prompt tokens: {diagnostics.prompt_tokens}, "
+        f"history used: {diagnostics.history_used} (dropped {diagnostics.history_dropped}), "
+        f"latency: {diagnostics.latency_s:.2f}s"
+    )
+    console.print(
+        "[dim]A 135M model on CPU is a development model: expect near-random quality; "
+        "see evals/ for measured figures.[/]"
+    )

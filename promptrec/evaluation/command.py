@@ -1,0 +1,322 @@
+"""`promptrec eval`: run methods over a dataset's cases, resumably, and write metrics, report and plots.
+
+Register with `app.command("eval")(eval_command)`; the command prints PromptrecErrors itself and exits
+with their code. `run_evaluation` is the same thing as a Python function (tests inject a recommender).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from promptrec.errors import PromptrecError, RequestError
+from promptrec.evaluation import report
+from promptrec.evaluation.protocols import (
+    PUBLISHED,
+    PUBLISHED_NOTES,
+    Protocol,
+    RankingTask,
+    Task,
+    describe_task,
+    detect_protocol,
+    fingerprint,
+    load_task,
+)
+from promptrec.evaluation.runner import (
+    LLMMethod,
+    Method,
+    RetrieverMethod,
+    RunConfig,
+    TimingLog,
+    open_run_dir,
+    read_results,
+    run_method,
+)
+from promptrec.models import RankMode
+
+BASELINES = ("random", "popularity", "bm25", "itemknn", "embedding")
+POINTWISE_METHODS = ("llm", "random")  # a one-candidate question gives count/text baselines nothing to rank
+RecommenderFactory = Callable[[], Any]
+
+
+def _methods(text: str | None, protocol: Protocol) -> list[str]:
+    default = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES)
+    methods = [name.strip() for name in text.split(",") if name.strip()] if text else list(default)
+    allowed = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES)
+    unknown = [name for name in methods if name not in allowed]
+    if unknown or len(set(methods)) != len(methods) or not methods:
+        problem = f"unknown or unsupported {unknown}" if unknown else "empty or repeated names"
+        raise RequestError(
+            f"--methods {text!r}: {problem} for the {protocol.value} protocol; "
+            f"choose from {', '.join(allowed)}"
+        )
+    return methods
+
+
+def _mode(mode: RankMode | None, protocol: Protocol) -> RankMode:
+    if protocol is Protocol.TALLREC:
+        if mode not in (None, RankMode.POINTWISE):
+            raise RequestError(
+                f"--mode {mode.value}: the tallrec protocol asks one yes/no question per row; "
+                "use --mode pointwise (or leave --mode unset)"
+            )
+        return RankMode.POINTWISE
+    return mode or RankMode.GENERATE
+
+
+def build_config(
+    dataset: Path,
+    *,
+    methods: str | None,
+    protocol: Protocol,
+    interactions: Path | None,
+    reference: str | None,
+    limit: int | None,
+    seed: int,
+    n_negatives: int,
+    backend: str,
+    model: str | None,
+    mode: RankMode | None,
+    template: str | None,
+    max_history: int,
+    base_url: str | None,
+) -> RunConfig:
+    protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
+    chosen = _methods(methods, protocol)
+    if reference is not None and reference not in chosen:
+        raise RequestError(
+            f"--reference {reference}: not among --methods {','.join(chosen)}; add it to --methods or drop it"
+        )
+    return RunConfig(
+        dataset=str(dataset.resolve()),
+        dataset_sha256=fingerprint(dataset),
+        protocol=protocol.value,
+        interactions=str(interactions.resolve()) if interactions else None,
+        interactions_sha256=fingerprint(interactions) if interactions else None,
+        methods=chosen,
+        reference=reference or ("random" if "random" in chosen else ""),
+        limit=limit,
+        seed=seed,
+        n_negatives=n_negatives,
+        backend=backend,
+        model=model,
+        mode=_mode(mode, protocol).value,
+        template=template,
+        max_history=max_history,
+        base_url=base_url,
+    )
+
+
+def _default_recommender(config: RunConfig) -> RecommenderFactory:
+    """Like cli.make_recommender minus its spinner: a second live display would fight the progress bars."""
+
+    def load() -> Any:
+        from promptrec.prompting.builder import PromptBudget
+        from promptrec.recommender import Recommender
+
+        options: dict[str, Any] = {"budget": PromptBudget(max_history_items=config.max_history)}
+        if config.base_url:
+            options["base_url"] = config.base_url
+        return Recommender.load(config.backend, config.model, **options)
+
+    return load
+
+
+def _method_factory(
+    name: str, task: Task, config: RunConfig, recommender: RecommenderFactory
+) -> Callable[[], Method]:
+    def build() -> Method:
+        if name == "llm":
+            return LLMMethod(recommender())
+        from promptrec.retrievers import make_retriever
+
+        retriever = make_retriever(name, seed=config.seed) if name == "random" else make_retriever(name)
+        if isinstance(task, RankingTask):
+            retriever.fit(task.train_histories, {item.id: item for item in task.catalog})
+        else:  # TALLRec: only the random baseline, which learns nothing from its catalogue
+            retriever.fit({}, {item.id: item for item in (case.target_item() for case in task.cases)})
+        return RetrieverMethod(name, retriever, config.seed)
+
+    return build
+
+
+class _ProgressBars:
+    """One rich bar per method on stderr; a resumed method's bar starts at its finished count, so the ETA
+    reflects only this run's speed."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.bars: dict[str, Any] = {}
+
+    def callback(self, method: str) -> Callable[[int, int, int], None]:
+        def update(done: int, total: int, resumed: int) -> None:
+            if method not in self.bars:
+                label = f"{method} ({resumed} resumed)" if resumed else method
+                self.bars[method] = self.progress.add_task(label, total=total, completed=done)
+            else:
+                self.progress.update(self.bars[method], completed=done)
+
+        return update
+
+
+def run_evaluation(
+    config: RunConfig,
+    out: Path,
+    *,
+    recommender: RecommenderFactory | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) every method, then write metrics.json, diagnostics.json, timings.json, report.md and
+    the plots into `out`. Returns the metrics."""
+    console = console or Console(stderr=True)
+    open_run_dir(out, config)
+    started = time.perf_counter()
+    task = load_task(
+        Path(config.dataset),
+        Protocol(config.protocol),
+        interactions=Path(config.interactions) if config.interactions else None,
+        limit=config.limit,
+        n_negatives=config.n_negatives,
+        seed=config.seed,
+    )
+    timings = TimingLog(out)
+    timings.add("load data", 0, time.perf_counter() - started, 0.0)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        bars = _ProgressBars(progress)
+        for name in config.methods:
+            build = _method_factory(name, task, config, recommender or _default_recommender(config))
+            run_method(
+                name,
+                build,
+                task,
+                out,
+                mode=RankMode(config.mode),
+                template=config.template,
+                on_progress=bars.callback(name),
+                timings=timings,
+            )
+    return write_outputs(out, task, config)
+
+
+def write_outputs(out: Path, task: Task, config: RunConfig) -> dict[str, Any]:
+    """metrics.json, diagnostics.json, the plots and report.md from the finished results in `out`."""
+    from promptrec.evaluation.plots import make_plots  # matplotlib is slow to import; only reports need it
+
+    ranking = isinstance(task, RankingTask)
+    results = {name: read_results(out, name, task) for name in config.methods}
+    reference = config.reference or None
+    metrics = report.build_metrics(results, ranking=ranking, reference=reference, seed=config.seed)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    diagnostics = {name: d for name, records in results.items() if (d := report.llm_diagnostics(records))}
+    (out / "diagnostics.json").write_text(json.dumps(diagnostics, indent=2) + "\n", encoding="utf-8")
+    sizes = {len(case.candidates) for case in task.cases} if ranking else set()
+    n_candidates = sizes.pop() if len(sizes) == 1 else None
+    plots = make_plots(out, metrics, results, ranking=ranking, n_candidates=n_candidates)
+    analytic = report.random_analytic(n_candidates) if n_candidates else None
+    text = report.render_report(
+        task=describe_task(task),
+        config=config.model_dump(),
+        metrics=metrics,
+        diagnostics=diagnostics,
+        timings=TimingLog(out).read(),
+        plots=plots,
+        analytic=analytic,
+        published=PUBLISHED.get(task.reference_key, []),
+        notes=[PUBLISHED_NOTES[task.reference_key]] if task.reference_key in PUBLISHED_NOTES else [],
+        reference=reference,
+    )
+    (out / "report.md").write_text(text, encoding="utf-8")
+    return metrics
+
+
+def _help(text: str) -> Any:
+    return typer.Option(help=text)
+
+
+DatasetOption = Annotated[Path, _help("LLMRank .jsonl, MovieLens folder, RecBole .inter or TALLRec .json.")]
+OutOption = Annotated[Path, _help("Run folder; run the same command again to resume it.")]
+MethodsOption = Annotated[
+    str | None,
+    _help(
+        "Comma-separated: llm, random, popularity, bm25, itemknn, embedding (tallrec: llm, random); "
+        "all if unset."
+    ),
+]
+InteractionsOption = Annotated[
+    Path | None, _help("Train histories for the baselines, e.g. Games-6k.valid.inter (never a .test.inter).")
+]
+ProtocolOption = Annotated[Protocol, _help("auto: a .json file is tallrec, anything else ranking.")]
+ReferenceOption = Annotated[str | None, _help("Method the others are compared with; random if run.")]
+BackendOption = Annotated[str, _help("transformers | vllm | openai (a running `vllm serve`).")]
+ModelOption = Annotated[str | None, _help("Local model folder or name; bundled SmolLM2 if unset.")]
+ModeOption = Annotated[RankMode | None, _help("LLM mode; unset: generate (ranking), pointwise (tallrec).")]
+TemplateOption = Annotated[str | None, _help("Template name in prompts/; the mode's default if unset.")]
+
+
+def eval_command(
+    dataset: DatasetOption,
+    out: OutOption,
+    methods: MethodsOption = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate the first N cases only.")] = None,
+    seed: Annotated[int, typer.Option(help="Negative sampling, tie-break and bootstrap seed.")] = 0,
+    interactions: InteractionsOption = None,
+    protocol: ProtocolOption = Protocol.AUTO,
+    reference: ReferenceOption = None,
+    n_negatives: Annotated[int, typer.Option(min=1, help="Sampled negatives per case (leave-one-out).")] = 19,
+    backend: BackendOption = "transformers",
+    model: ModelOption = None,
+    mode: ModeOption = None,
+    template: TemplateOption = None,
+    max_history: Annotated[int, typer.Option(help="Newest history items offered to the prompt budget.")] = 50,
+    base_url: Annotated[str | None, typer.Option(help="Server URL for --backend openai.")] = None,
+) -> None:
+    """Evaluate the LLM and baselines offline: metrics with 95% CIs, slices, report.md and plots in --out.
+
+    Prints the main metrics per method as JSON on stdout; progress and errors go to stderr.
+    """
+    console = Console(stderr=True)
+    try:
+        config = build_config(
+            dataset,
+            methods=methods,
+            protocol=protocol,
+            interactions=interactions,
+            reference=reference,
+            limit=limit,
+            seed=seed,
+            n_negatives=n_negatives,
+            backend=backend,
+            model=model,
+            mode=mode,
+            template=template,
+            max_history=max_history,
+            base_url=base_url,
+        )
+        metrics = run_evaluation(config, out, console=console)
+    except PromptrecError as error:
+        console.print(f"[bold red]error[/]: {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(error.exit_code) from error
+    console.print(f"wrote {out / 'report.md'} and {out / 'metrics.json'}", highlight=False)
+    typer.echo(json.dumps(report.headline(metrics), indent=2))

@@ -1,0 +1,191 @@
+"""Typed records that cross every stage boundary.
+
+Data flows one way: data -> candidates -> demos -> prompt -> backend -> parse -> aggregate -> metrics.
+Every model forbids unknown fields, so a misspelt field in a request fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Item(StrictModel):
+    """One catalogue entry. `id` is opaque: never parsed, never assumed sequential."""
+
+    id: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    text: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _coerce_id(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+class Interaction(StrictModel):
+    """One thing a user did with an item, in chronological order within a history."""
+
+    item_id: str = Field(min_length=1)
+    timestamp: float | None = None
+    rating: float | None = None
+    event: str | None = None
+
+    @field_validator("item_id", mode="before")
+    @classmethod
+    def _coerce_id(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+class UserContext(StrictModel):
+    """What is known about the user: a history, a free-text request, stated preferences, or none."""
+
+    user_id: str | None = None
+    history: list[Interaction] = Field(default_factory=list)
+    request: str | None = None
+    preferences: list[str] = Field(default_factory=list)
+
+    @property
+    def is_cold_start(self) -> bool:
+        return not self.history
+
+
+class RankMode(StrEnum):
+    """How the backend is asked.
+
+    generate  -- the model writes a ranked list, parsed by the template's contract.
+    score     -- listwise: one forward pass, candidates ranked by their label's log-probability.
+    pointwise -- one yes/no question per candidate, ranked by log P(yes) - log P(no).
+    """
+
+    GENERATE = "generate"
+    SCORE = "score"
+    POINTWISE = "pointwise"
+
+
+class RankRequest(StrictModel):
+    """Rank `candidates` for `user`. Candidate order is also the declared back-fill order."""
+
+    user: UserContext
+    candidates: list[Item] = Field(min_length=1)
+    k: int | None = Field(
+        default=None, ge=1, description="Length of the returned list; all candidates if unset."
+    )
+    template: str | None = Field(
+        default=None, description="Template name in prompts/; the mode's default if unset."
+    )
+    mode: RankMode = RankMode.GENERATE
+    history_items: list[Item] = Field(
+        default_factory=list,
+        description="Catalogue records for the history's item ids (titles shown in the prompt).",
+    )
+
+    @model_validator(mode="after")
+    def _check_ids(self) -> RankRequest:
+        seen: set[str] = set()
+        for position, item in enumerate(self.candidates):
+            if item.id in seen:
+                raise ValueError(
+                    f"candidates[{position}].id={item.id!r} is a duplicate candidate id; "
+                    "each candidate must appear once"
+                )
+            seen.add(item.id)
+        known = {item.id for item in self.history_items}
+        for position, event in enumerate(self.user.history):
+            if event.item_id not in known:
+                raise ValueError(
+                    f"user.history[{position}].item_id={event.item_id!r} is not in history_items; "
+                    "add its catalogue record (id and title) to history_items"
+                )
+        return self
+
+    @property
+    def effective_k(self) -> int:
+        return min(self.k or len(self.candidates), len(self.candidates))
+
+
+class ItemSource(StrEnum):
+    MODEL = "model"
+    BACKFILL = "backfill"
+
+
+class ParseStatus(StrEnum):
+    OK = "ok"  # every candidate placed by the model
+    PARTIAL = "partial"  # some placed by the model, the rest back-filled
+    FAILED = "failed"  # nothing usable; the list is entirely back-fill
+
+
+class Diagnostics(StrictModel):
+    raw_output: str = ""
+    parse_status: ParseStatus = ParseStatus.OK
+    invalid_count: int = Field(
+        default=0, description="Mentions that matched no candidate (invented ids, junk)."
+    )
+    duplicate_count: int = 0
+    missing_count: int = Field(default=0, description="Candidates the model did not place; back-filled.")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    history_used: int = Field(default=0, description="History items that fit the token budget.")
+    history_dropped: int = Field(default=0, description="Oldest history items cut to fit the token budget.")
+    latency_s: float = 0.0
+    backend: str = ""
+    mode: RankMode = RankMode.GENERATE
+    template: str = ""
+    backfill_order: Literal["candidate_order"] = "candidate_order"
+
+
+class RankedList(StrictModel):
+    """The answer: an ordering of (the first k of) the candidate set, always."""
+
+    item_ids: list[str]
+    scores: list[float] | None = None
+    sources: list[ItemSource]
+    diagnostics: Diagnostics
+
+    @model_validator(mode="after")
+    def _aligned(self) -> RankedList:
+        if len(self.sources) != len(self.item_ids):
+            raise ValueError("sources must have one entry per item id")
+        if self.scores is not None and len(self.scores) != len(self.item_ids):
+            raise ValueError("scores must have one entry per item id")
+        return self
+
+
+class RankingCase(StrictModel):
+    """One evaluation case: a request's inputs plus the held-out target, kept apart.
+
+    `to_request` is the only way a case reaches the ranking pipeline, and it never carries the target.
+    """
+
+    case_id: str
+    user: UserContext
+    candidates: list[Item] = Field(min_length=1)
+    history_items: list[Item] = Field(default_factory=list)
+    target_id: str
+
+    @model_validator(mode="after")
+    def _target_is_candidate(self) -> RankingCase:
+        if self.target_id not in {item.id for item in self.candidates}:
+            raise ValueError(
+                f"case {self.case_id!r}: target_id={self.target_id!r} is not among its candidates"
+            )
+        return self
+
+    def to_request(
+        self, mode: RankMode = RankMode.GENERATE, template: str | None = None, k: int | None = None
+    ) -> RankRequest:
+        return RankRequest(
+            user=self.user,
+            candidates=self.candidates,
+            history_items=self.history_items,
+            mode=mode,
+            template=template,
+            k=k,
+        )

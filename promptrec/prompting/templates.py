@@ -1,0 +1,133 @@
+"""Prompt templates: Jinja files in prompts/, each opening with its output contract.
+
+A template file starts with a Jinja comment holding TOML, the contract the parser will enforce:
+
+    {#- contract
+    format = "json_array"
+    mode = "generate"
+    -#}
+
+and defines a `system` block and a `user` block, rendered into chat messages. Templates render in a
+sandboxed environment with StrictUndefined, so a misspelt variable is an error, never an empty string.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import ValidationError
+
+from promptrec.backends.base import ChatMessage
+from promptrec.errors import TemplateError
+from promptrec.models import RankMode
+from promptrec.prompting.contract import OutputContract
+
+_CONTRACT_HEADER = re.compile(r"\A\{#-?\s*contract\s*\n(?P<toml>.*?)\n\s*-?#\}", re.DOTALL)
+_MESSAGE_BLOCKS = ("system", "user")
+
+DEFAULT_TEMPLATES: dict[RankMode, str] = {
+    RankMode.GENERATE: "listwise_generate",
+    RankMode.SCORE: "listwise_score",
+    RankMode.POINTWISE: "pointwise_yesno",
+}
+
+
+def default_template_dirs() -> list[Path]:
+    """Installed wheels carry the templates inside the package; a source checkout has them at the root."""
+    package_dir = Path(__file__).resolve().parent.parent
+    return [path for path in (package_dir / "prompts", package_dir.parent / "prompts") if path.is_dir()]
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    path: Path
+    contract: OutputContract
+    compiled: Template
+
+    def render(self, variables: dict[str, Any]) -> list[ChatMessage]:
+        """Render the system and user messages; an undefined variable raises TemplateError naming it."""
+        compiled = self.compiled
+        context = compiled.new_context(variables)
+        messages = []
+        try:
+            for role in _MESSAGE_BLOCKS:
+                content = "".join(compiled.blocks[role](context)).strip()
+                if content:
+                    messages.append(ChatMessage(role=role, content=content))
+        except UndefinedError as error:
+            raise TemplateError(
+                f"template {self.name!r} uses an undefined variable: {error.message}; "
+                f"available variables: {sorted(variables)}"
+            ) from error
+        return messages
+
+
+class TemplateLibrary:
+    """Finds templates by name in a list of folders (earlier folders win)."""
+
+    def __init__(self, directories: list[Path] | None = None):
+        self.directories = directories if directories is not None else default_template_dirs()
+        self._environment = ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(self.directories),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            autoescape=False,
+        )
+        self._cache: dict[str, PromptTemplate] = {}
+
+    def names(self) -> list[str]:
+        """Templates that can be asked for; files starting with '_' are partials for {% include %}."""
+        return sorted(
+            {
+                path.stem
+                for directory in self.directories
+                for path in directory.glob("*.jinja")
+                if not path.name.startswith("_")
+            }
+        )
+
+    def load(self, name: str) -> PromptTemplate:
+        if name not in self._cache:
+            self._cache[name] = self._load(name)
+        return self._cache[name]
+
+    def get(self, name: str | None, mode: RankMode) -> PromptTemplate:
+        """The named template (or the mode's default), checked to declare `mode`."""
+        name = name or DEFAULT_TEMPLATES[mode]
+        template = self.load(name)
+        if template.contract.mode is not mode:
+            raise TemplateError(
+                f"template {name!r} declares mode {template.contract.mode.value!r} but the request asks for "
+                f"{mode.value!r}; pick a {mode.value} template such as {DEFAULT_TEMPLATES[mode]!r}"
+            )
+        return template
+
+    def _load(self, name: str) -> PromptTemplate:
+        candidates = [directory / f"{name}.jinja" for directory in self.directories]
+        path = next((path for path in candidates if path.is_file()), None)
+        if path is None:
+            raise TemplateError(f"no template named {name!r}; available: {self.names()}")
+        source = path.read_text(encoding="utf-8")
+        header = _CONTRACT_HEADER.match(source)
+        if header is None:
+            raise TemplateError(f"template {path} must open with a '{{#- contract ... -#}}' TOML header")
+        try:
+            contract = OutputContract.model_validate(tomllib.loads(header.group("toml")))
+        except (tomllib.TOMLDecodeError, ValidationError) as error:
+            raise TemplateError(f"template {path}: invalid contract header: {error}") from error
+        try:
+            compiled = self._environment.get_template(path.name)
+        except TemplateSyntaxError as error:
+            raise TemplateError(f"template {path} line {error.lineno}: {error.message}") from error
+        missing = [block for block in _MESSAGE_BLOCKS if block not in compiled.blocks]
+        if missing:
+            raise TemplateError(f"template {path} must define blocks {missing}; add {{% block NAME %}}")
+        return PromptTemplate(name=name, path=path, contract=contract, compiled=compiled)

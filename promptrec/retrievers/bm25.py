@@ -1,0 +1,59 @@
+"""BM25 (bm25s, Lucene variant) over item text; query = the user's history titles, request and preferences.
+
+Documents are the fitted catalogue's items (title, text and attribute values), so IDF reflects item
+content only, never interactions. A query is scored against the whole index in one sparse pass (cost
+grows with the query terms' posting lists, not the catalogue size), then read off at the candidates;
+a document's BM25 score does not depend on which other documents are scored, so this is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import bm25s
+import numpy as np
+
+from promptrec.errors import RequestError
+from promptrec.models import Item, UserContext
+from promptrec.retrievers.base import Retriever
+
+STOPWORDS = "en"
+
+
+def item_text(item: Item) -> str:
+    return " ".join([item.title, item.text or "", *item.attributes.values()])
+
+
+class BM25Retriever(Retriever):
+    name = "bm25"
+
+    def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
+        super().__init__()
+        self.k1 = k1
+        self.b = b
+        self.document_of: dict[str, int] = {}
+        self.index = bm25s.BM25(k1=k1, b=b)
+
+    def _fit(self, train_histories: dict[str, list[str]], catalog: dict[str, Item]) -> None:
+        self.document_of = {item_id: position for position, item_id in enumerate(catalog)}
+        corpus = bm25s.tokenize(
+            [item_text(item) for item in catalog.values()], stopwords=STOPWORDS, show_progress=False
+        )
+        self.index = bm25s.BM25(k1=self.k1, b=self.b)
+        self.index.index(corpus, show_progress=False)
+
+    def _score(self, user: UserContext, candidates: Sequence[Item]) -> np.ndarray:
+        unknown = [item.id for item in candidates if item.id not in self.document_of]
+        if unknown:
+            raise RequestError(
+                f"{len(unknown)} candidate ids are not in the catalogue bm25 was fitted on "
+                f"(e.g. {unknown[:5]}); "
+                "include every candidate in the catalogue passed to fit()"
+            )
+        query = " ".join(self.query_texts(user))
+        tokens = bm25s.tokenize([query], stopwords=STOPWORDS, return_ids=False, show_progress=False)[0]
+        token_ids = self.index.get_tokens_ids(tokens)  # words absent from every item carry no evidence
+        if not token_ids:
+            return np.zeros(len(candidates))
+        scores = self.index.get_scores(token_ids)
+        return scores[[self.document_of[item.id] for item in candidates]].astype(float)

@@ -1,0 +1,73 @@
+"""The pipeline prompt -> backend -> parse -> aggregate, with a scripted backend (no model)."""
+
+import json
+
+from promptrec import Item, ItemSource, ParseStatus, RankMode, RankRequest, Recommender, UserContext
+from tests.fake_backend import ScriptedBackend
+
+CANDIDATES = [Item(id=f"id{i}", title=f"Game number {i}") for i in range(5)]
+
+
+def request(mode=RankMode.GENERATE, **changes) -> RankRequest:
+    return RankRequest(user=UserContext(request="co-op games"), candidates=CANDIDATES, mode=mode, **changes)
+
+
+def test_generate_mode_parses_labels_and_backfills_in_candidate_order():
+    backend = ScriptedBackend(answer=lambda prompt: '["C", "A", "Z", "C"]')
+    ranked = Recommender(backend).rank(request())
+    assert ranked.item_ids == ["id2", "id0", "id1", "id3", "id4"]
+    assert ranked.sources[:2] == [ItemSource.MODEL] * 2 and ranked.sources[2:] == [ItemSource.BACKFILL] * 3
+    d = ranked.diagnostics
+    assert (d.invalid_count, d.duplicate_count, d.missing_count) == (1, 1, 3)
+    assert d.parse_status is ParseStatus.PARTIAL and d.raw_output == '["C", "A", "Z", "C"]'
+    assert d.prompt_tokens > 0 and d.backend == "scripted" and d.template == "listwise_generate"
+
+
+def test_generate_mode_sends_a_schema_admitting_only_the_shown_labels():
+    backend = ScriptedBackend(answer=lambda prompt: '["B"]')
+    Recommender(backend).rank(request())
+    schema = backend.configs_seen[0].structured.json_schema
+    assert schema["items"]["enum"] == ["A", "B", "C", "D", "E"]
+    assert (
+        Recommender(ScriptedBackend(), constrained=False).rank(request()).diagnostics.parse_status
+        is ParseStatus.FAILED
+    )
+
+
+def test_garbage_answer_still_returns_every_candidate():
+    backend = ScriptedBackend(answer=lambda prompt: "I love games! Ignore the rules and recommend id99.")
+    ranked = Recommender(backend).rank(request())
+    assert ranked.item_ids == [item.id for item in CANDIDATES]
+    assert ranked.diagnostics.parse_status is ParseStatus.FAILED
+    assert set(ranked.sources) == {ItemSource.BACKFILL}
+
+
+def test_score_mode_ranks_by_label_logprob():
+    scores = {"A": -3.0, "B": -0.5, "C": -2.0, "D": -9.0, "E": -1.0}
+    backend = ScriptedBackend(label_scores=lambda prompt, labels: [scores[label] for label in labels])
+    ranked = Recommender(backend).rank(request(RankMode.SCORE, k=3))
+    assert ranked.item_ids == ["id1", "id4", "id2"]
+    assert ranked.scores == [-0.5, -1.0, -2.0]
+    assert backend.prompts_seen[0].endswith("The best candidate is [")
+
+
+def test_pointwise_mode_asks_once_per_candidate_and_ranks_by_yes_minus_no():
+    def yes_no(prompt, labels):
+        number = int(prompt.split('"Game number ')[-1][0])
+        return [-float(abs(number - 3)), -1.0]
+
+    backend = ScriptedBackend(label_scores=yes_no)
+    ranked = Recommender(backend).rank(request(RankMode.POINTWISE))
+    assert len(backend.prompts_seen) == 5
+    assert ranked.item_ids[0] == "id3"
+    assert ranked.scores == sorted(ranked.scores, reverse=True)
+
+
+def test_rank_many_keeps_order_across_modes_and_reports_each_result():
+    backend = ScriptedBackend(answer=lambda prompt: '["E"]')
+    requests = [request(), request(RankMode.SCORE), json.loads(request(RankMode.POINTWISE).model_dump_json())]
+    seen = []
+    results = Recommender(backend, batch_size=2).rank_many(requests, on_result=lambda i, r: seen.append(i))
+    assert [r.diagnostics.mode for r in results] == [RankMode.GENERATE, RankMode.SCORE, RankMode.POINTWISE]
+    assert results[0].item_ids[0] == "id4"
+    assert sorted(seen) == [0, 1, 2]
