@@ -110,6 +110,8 @@ class VLLMBackend(Backend):
             else _require_folder(lora_adapter, "lora_adapter", "adapter_config.json")
         )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # vLLM logs to stdout by default, which would corrupt the JSON that `promptrec rank` prints there.
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         try:
             from vllm import LLM
             from vllm.lora.request import LoRARequest

@@ -9,8 +9,8 @@ a document's BM25 score does not depend on which other documents are scored, so 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import bm25s
 import numpy as np
 
 from promptrec.errors import RequestError
@@ -32,9 +32,15 @@ class BM25Retriever(Retriever):
         self.k1 = k1
         self.b = b
         self.document_of: dict[str, int] = {}
-        self.index = bm25s.BM25(k1=k1, b=b)
+        self.index: Any = None  # a bm25s.BM25 once fitted
+
+    # bm25s is imported where it is used, never at module level: it loads numba/llvmlite when they are
+    # installed, and vLLM's CPU workers (spawned, so they re-import the `promptrec` CLI module) crash in
+    # their kernel-override scan when llvmlite is among the imported modules.
 
     def _fit(self, train_histories: dict[str, list[str]], catalog: dict[str, Item]) -> None:
+        import bm25s
+
         self.document_of = {item_id: position for position, item_id in enumerate(catalog)}
         corpus = bm25s.tokenize(
             [item_text(item) for item in catalog.values()], stopwords=STOPWORDS, show_progress=False
@@ -50,6 +56,8 @@ class BM25Retriever(Retriever):
                 f"(e.g. {unknown[:5]}); "
                 "include every candidate in the catalogue passed to fit()"
             )
+        import bm25s
+
         query = " ".join(self.query_texts(user))
         tokens = bm25s.tokenize([query], stopwords=STOPWORDS, return_ids=False, show_progress=False)[0]
         token_ids = self.index.get_tokens_ids(tokens)  # words absent from every item carry no evidence
