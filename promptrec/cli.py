@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation.command import eval_command
 from promptrec.models import RankMode
@@ -23,20 +24,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prompt-drive
 stderr = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-BackendOption = Annotated[str, typer.Option(help="transformers | vllm | openai (a running `vllm serve`).")]
-ModelOption = Annotated[
-    str | None, typer.Option(help="Local model folder or name; the bundled SmolLM2-135M-Instruct if unset.")
-]
 ModeOption = Annotated[
     RankMode, typer.Option(help="generate: the model writes a list; score / pointwise: log-probs.")
 ]
-TemplateOption = Annotated[
-    str | None, typer.Option(help="Template name in prompts/; the mode's default if unset.")
-]
-BaseUrlOption = Annotated[
-    str | None, typer.Option(help="Server URL for --backend openai, e.g. http://127.0.0.1:8000/v1")
-]
-MaxHistoryOption = Annotated[int, typer.Option(help="Newest history items offered to the prompt budget.")]
 
 
 def exits_on_error(command: F) -> F:

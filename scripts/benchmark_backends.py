@@ -43,6 +43,7 @@ def bare_backend_seconds(recommender: Recommender, requests: list, mode: RankMod
         build_prompts(request, template, recommender.backend, recommender.budget) for request in requests
     ]
     backend, contract = recommender.backend, template.contract
+    backend.reset_cache()  # promptrec just sent these prompts; a warm prefix cache would flatter the bare run
     started = time.perf_counter()
     for request, prompts in zip(requests, built, strict=True):
         if mode is RankMode.GENERATE:
@@ -60,6 +61,7 @@ def bare_backend_seconds(recommender: Recommender, requests: list, mode: RankMod
 def measure(recommender: Recommender, cases: list, mode: RankMode) -> dict:
     requests = [case.to_request(mode=mode) for case in cases]
     recommender.rank(requests[0])  # warm-up: first-call compilation and caches are not per-request cost
+    recommender.backend.reset_cache()
     latencies, results = [], []
     started = time.perf_counter()
     for request in requests:

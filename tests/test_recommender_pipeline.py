@@ -1,8 +1,11 @@
 """The pipeline prompt -> backend -> parse -> aggregate, with a scripted backend (no model)."""
 
 import json
+import re
 
 from promptrec import Item, ItemSource, ParseStatus, RankMode, RankRequest, Recommender, UserContext
+from promptrec.prompting.constraints import answer_constraint
+from promptrec.prompting.contract import OutputContract, OutputFormat
 from tests.fake_backend import ScriptedBackend
 
 CANDIDATES = [Item(id=f"id{i}", title=f"Game number {i}") for i in range(5)]
@@ -23,15 +26,28 @@ def test_generate_mode_parses_labels_and_backfills_in_candidate_order():
     assert d.prompt_tokens > 0 and d.backend == "scripted" and d.template == "listwise_generate"
 
 
-def test_generate_mode_sends_a_schema_admitting_only_the_shown_labels():
+def test_generate_mode_constrains_the_answer_to_the_shown_labels():
     backend = ScriptedBackend(answer=lambda prompt: '["B"]')
     Recommender(backend).rank(request())
-    schema = backend.configs_seen[0].structured.json_schema
-    assert schema["items"]["enum"] == ["A", "B", "C", "D", "E"]
+    pattern = re.compile(backend.configs_seen[0].structured.regex)
+    for admitted in ['["B"]', '["E", "A", "C"]', '["A", "B", "C", "D", "E"]']:
+        assert pattern.fullmatch(admitted) and json.loads(admitted)
+    for refused in ['["F"]', '["A", "Z"]', '["id0"]', "[]", '["A", "B", "C", "D", "E", "A"]', '"A"']:
+        assert pattern.fullmatch(refused) is None, refused
     assert (
         Recommender(ScriptedBackend(), constrained=False).rank(request()).diagnostics.parse_status
         is ParseStatus.FAILED
     )
+
+
+def test_id_constraints_escape_identifiers_that_look_like_syntax():
+    ids = ['a"b', "x|y", "1.5", "(z)"]
+    constraint = answer_constraint(
+        OutputContract(mode=RankMode.GENERATE, format=OutputFormat.JSON_ARRAY, identifiers="ids"), ids
+    )
+    pattern = re.compile(constraint.regex)
+    assert pattern.fullmatch(json.dumps(ids, separators=(", ", ":")))
+    assert pattern.fullmatch('["x"]') is None and pattern.fullmatch('["1x5"]') is None
 
 
 def test_garbage_answer_still_returns_every_candidate():

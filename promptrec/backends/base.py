@@ -102,5 +102,8 @@ class Backend(ABC):
     def next_token_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
         """For each prompt, the log-probability of each label's single token at the next position."""
 
+    def reset_cache(self) -> None:  # noqa: B027 - optional hook
+        """Forget cached prompt state (e.g. vLLM's prefix cache) so that timings start cold; default none."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release engines, servers or sessions; default does nothing."""

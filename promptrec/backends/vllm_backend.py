@@ -190,6 +190,10 @@ class VLLMBackend(Backend):
             scores.append([step_logprobs[0][token_id].logprob for token_id in label_ids])
         return scores
 
+    def reset_cache(self) -> None:
+        if self._llm is not None:
+            self._llm.reset_prefix_cache()
+
     def close(self) -> None:
         """Stop the engine-core process now instead of at interpreter exit."""
         if self._llm is not None:

@@ -23,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation import report
 from promptrec.evaluation.protocols import (
@@ -269,10 +270,7 @@ InteractionsOption = Annotated[
 ]
 ProtocolOption = Annotated[Protocol, _help("auto: a .json file is tallrec, anything else ranking.")]
 ReferenceOption = Annotated[str | None, _help("Method the others are compared with; random if run.")]
-BackendOption = Annotated[str, _help("transformers | vllm | openai (a running `vllm serve`).")]
-ModelOption = Annotated[str | None, _help("Local model folder or name; bundled SmolLM2 if unset.")]
 ModeOption = Annotated[RankMode | None, _help("LLM mode; unset: generate (ranking), pointwise (tallrec).")]
-TemplateOption = Annotated[str | None, _help("Template name in prompts/; the mode's default if unset.")]
 
 
 def eval_command(
@@ -289,8 +287,8 @@ def eval_command(
     model: ModelOption = None,
     mode: ModeOption = None,
     template: TemplateOption = None,
-    max_history: Annotated[int, typer.Option(help="Newest history items offered to the prompt budget.")] = 50,
-    base_url: Annotated[str | None, typer.Option(help="Server URL for --backend openai.")] = None,
+    max_history: MaxHistoryOption = 50,
+    base_url: BaseUrlOption = None,
 ) -> None:
     """Evaluate the LLM and baselines offline: metrics with 95% CIs, slices, report.md and plots in --out.
 

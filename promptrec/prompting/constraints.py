@@ -6,6 +6,7 @@ identifiers, so a well-behaved backend cannot emit an off-list item; the parser 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 
@@ -16,14 +17,12 @@ from promptrec.prompting.contract import OutputContract, OutputFormat
 def answer_constraint(contract: OutputContract, identifiers: Sequence[str]) -> StructuredOutput | None:
     """Constraint for a generate-mode answer naming `identifiers` (labels or ids); None if not applicable."""
     if contract.format is OutputFormat.JSON_ARRAY:
-        return StructuredOutput(
-            json_schema={
-                "type": "array",
-                "items": {"type": "string", "enum": list(identifiers)},
-                "minItems": 1,
-                "maxItems": len(identifiers),
-            }
-        )
+        # A regex for the canonical `["A", "B"]` spelling rather than a JSON schema: schema grammars either
+        # admit any whitespace (small models then fill the budget with it) or none (vLLM's
+        # disable_any_whitespace), and without the ", " they were trained on models close the array
+        # after one item. The same regex runs on every backend, so answers do not depend on which runs.
+        item = "(" + "|".join(re.escape(json.dumps(identifier)) for identifier in identifiers) + ")"
+        return StructuredOutput(regex=rf"\[{item}(, {item}){{0,{len(identifiers) - 1}}}\]")
     if contract.format is OutputFormat.NUMBERED_LIST:
         choice = "|".join(re.escape(identifier) for identifier in identifiers)
         return StructuredOutput(regex=rf"(\d+\. ({choice})\n){{1,{len(identifiers)}}}")
