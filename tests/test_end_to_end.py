@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from promptrec.data.dataset import load_dataset
-from promptrec.demo import DEMO_DATASET
+from promptrec.demo import DEMO_DATASET, run_demo
 from promptrec.models import ItemSource, ParseStatus, RankMode
 from promptrec.recommender import Recommender
 
@@ -101,3 +101,19 @@ def test_cli_module_does_not_import_numba() -> None:
     probe = "import sys, promptrec.cli; print(sorted({'llvmlite', 'numba', 'bm25s'} & set(sys.modules)))"
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"
+
+
+@pytest.mark.integration
+def test_demo_shows_history_candidates_and_the_held_out_movie(
+    bundled_recommender: Recommender, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # wide enough that rich never wraps a title
+    case = shipped_cases()[0]
+
+    run_demo(bundled_recommender, user=case.user.user_id, mode=RankMode.SCORE)
+
+    shown = capsys.readouterr().out
+    newest_title = next(item.title for item in case.history_items if item.id == case.user.history[-1].item_id)
+    assert newest_title in shown
+    assert all(item.title in shown for item in case.candidates)
+    assert shown.count("★") == 2  # once in the table title, once beside the held-out movie

@@ -288,7 +288,10 @@ def _diagnostics_section(diagnostics: dict[str, Any]) -> list[str]:
     if not diagnostics:
         return []
     names = list(next(iter(diagnostics.values())))
-    rows = [[method, *(f"{d[name]:.3g}" for name in names)] for method, d in diagnostics.items()]
+    rows = [
+        [method, *(str(d[name]) if isinstance(d[name], int) else f"{d[name]:.3g}" for name in names)]
+        for method, d in diagnostics.items()
+    ]
     return ["## LLM diagnostics", "", *_table(["method", *names], rows), ""]
 
 
