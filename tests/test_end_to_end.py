@@ -53,7 +53,8 @@ def bundled_recommender() -> Recommender:
 def test_bundled_model_ranks_real_users_in_every_mode(
     mode: RankMode, bundled_recommender: Recommender
 ) -> None:
-    cases = shipped_cases()
+    # Pointwise asks one question per candidate (20 prompts per user): one user is enough there.
+    cases = shipped_cases()[:1] if mode is RankMode.POINTWISE else shipped_cases()
     recommender = bundled_recommender
 
     results = recommender.rank_many([case.to_request(mode=mode) for case in cases])

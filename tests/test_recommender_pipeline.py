@@ -41,12 +41,12 @@ def test_generate_mode_constrains_the_answer_to_the_shown_labels():
 
 
 def test_id_constraints_escape_identifiers_that_look_like_syntax():
-    ids = ['a"b', "x|y", "1.5", "(z)"]
+    ids = ['a"b', "x|y", "1.5", "(z)", "Pokémon"]
     constraint = answer_constraint(
         OutputContract(mode=RankMode.GENERATE, format=OutputFormat.JSON_ARRAY, identifiers="ids"), ids
     )
     pattern = re.compile(constraint.regex)
-    assert pattern.fullmatch(json.dumps(ids, separators=(", ", ":")))
+    assert pattern.fullmatch(json.dumps(ids, separators=(", ", ":"), ensure_ascii=False))
     assert pattern.fullmatch('["x"]') is None and pattern.fullmatch('["1x5"]') is None
 
 

@@ -21,7 +21,7 @@ def answer_constraint(contract: OutputContract, identifiers: Sequence[str]) -> S
         # admit any whitespace (small models then fill the budget with it) or none (vLLM's
         # disable_any_whitespace), and without the ", " they were trained on models close the array
         # after one item. The same regex runs on every backend, so answers do not depend on which runs.
-        item = "(" + "|".join(re.escape(json.dumps(identifier)) for identifier in identifiers) + ")"
+        item = "(" + "|".join(re.escape(json.dumps(name, ensure_ascii=False)) for name in identifiers) + ")"
         return StructuredOutput(regex=rf"\[{item}(, {item}){{0,{len(identifiers) - 1}}}\]")
     if contract.format is OutputFormat.NUMBERED_LIST:
         choice = "|".join(re.escape(identifier) for identifier in identifiers)
