@@ -9,6 +9,10 @@ import hashlib
 import json
 import random
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -192,6 +196,45 @@ def test_interrupted_run_resumes_to_byte_identical_metrics(tmp_path):
     assert len(read_lines(interrupted / "results" / "llm.jsonl")) == 30
     timings = json.loads((interrupted / "timings.json").read_text(encoding="utf-8"))
     assert timings["llm"]["answered"] == 30 and timings["llm"]["invocations"] == 2  # the failed try counts
+
+
+KILLABLE_RUN = """
+import sys, time
+from pathlib import Path
+from tests.fake_backend import ScriptedBackend
+from tests.test_eval_runner import evaluate, scripted_answer
+
+class SlowBackend(ScriptedBackend):
+    def generate(self, prompts, config):
+        time.sleep(0.3)  # long enough for the parent to kill the run between batches or mid-write
+        return super().generate(prompts, config)
+
+evaluate(Path(sys.argv[1]), Path(sys.argv[2]), SlowBackend(answer=scripted_answer))
+"""
+
+
+def test_run_killed_midway_resumes_to_byte_identical_metrics(tmp_path):
+    dataset = write_ranking_set(tmp_path / "set.jsonl", 40)
+    evaluate(dataset, tmp_path / "straight")
+    out = tmp_path / "killed"
+    results = out / "results" / "llm.jsonl"
+
+    run = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_RUN, str(dataset), str(out)], cwd=Path(__file__).resolve().parents[1]
+    )
+    deadline = time.monotonic() + 120
+    while not (results.exists() and results.read_text(encoding="utf-8").count("\n") >= 8):
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    kept = results.read_text(encoding="utf-8").count("\n")
+    assert 8 <= kept < 40 and not (out / "metrics.json").exists()
+
+    resumed_backend = ScriptedBackend(answer=scripted_answer)
+    evaluate(dataset, out, resumed_backend)
+    assert len(resumed_backend.prompts_seen) == 40 - kept  # nothing finished is asked again
+    assert (out / "metrics.json").read_bytes() == (tmp_path / "straight" / "metrics.json").read_bytes()
 
 
 def test_truncated_last_line_is_cut_and_its_case_rerun(tmp_path):
