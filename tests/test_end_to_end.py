@@ -6,6 +6,7 @@ Run through the Python API (transformers, and the in-process vLLM engine) and th
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -20,9 +21,10 @@ from promptrec.recommender import Recommender
 USERS = ["1", "2"]
 
 
+@functools.cache
 def shipped_cases():
     dataset = load_dataset(DEMO_DATASET)
-    return [dataset.case_for_user(user) for user in USERS]
+    return tuple(dataset.case_for_user(user) for user in USERS)
 
 
 def assert_permutation(item_ids, candidates) -> None:
@@ -55,9 +57,8 @@ def test_bundled_model_ranks_real_users_in_every_mode(
 ) -> None:
     # Pointwise asks one question per candidate (20 prompts per user): one user is enough there.
     cases = shipped_cases()[:1] if mode is RankMode.POINTWISE else shipped_cases()
-    recommender = bundled_recommender
 
-    results = recommender.rank_many([case.to_request(mode=mode) for case in cases])
+    results = bundled_recommender.rank_many([case.to_request(mode=mode) for case in cases])
 
     for case, ranked in zip(cases, results, strict=True):
         assert_permutation(ranked.item_ids, case.candidates)

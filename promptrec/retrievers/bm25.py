@@ -24,6 +24,15 @@ def item_text(item: Item) -> str:
     return " ".join([item.title, item.text or "", *item.attributes.values()])
 
 
+def _bm25s() -> Any:
+    """bm25s, imported on first use rather than with this module: it loads numba/llvmlite when they are
+    installed, and vLLM's CPU workers (spawned, so they re-import the `promptrec` CLI module) crash in
+    their kernel-override scan when llvmlite is among the imported modules."""
+    import bm25s
+
+    return bm25s
+
+
 class BM25Retriever(Retriever):
     name = "bm25"
 
@@ -34,13 +43,8 @@ class BM25Retriever(Retriever):
         self.document_of: dict[str, int] = {}
         self.index: Any = None  # a bm25s.BM25 once fitted
 
-    # bm25s is imported where it is used, never at module level: it loads numba/llvmlite when they are
-    # installed, and vLLM's CPU workers (spawned, so they re-import the `promptrec` CLI module) crash in
-    # their kernel-override scan when llvmlite is among the imported modules.
-
     def _fit(self, train_histories: dict[str, list[str]], catalog: dict[str, Item]) -> None:
-        import bm25s
-
+        bm25s = _bm25s()
         self.document_of = {item_id: position for position, item_id in enumerate(catalog)}
         corpus = bm25s.tokenize(
             [item_text(item) for item in catalog.values()], stopwords=STOPWORDS, show_progress=False
@@ -56,8 +60,7 @@ class BM25Retriever(Retriever):
                 f"(e.g. {unknown[:5]}); "
                 "include every candidate in the catalogue passed to fit()"
             )
-        import bm25s
-
+        bm25s = _bm25s()
         query = " ".join(self.query_texts(user))
         tokens = bm25s.tokenize([query], stopwords=STOPWORDS, return_ids=False, show_progress=False)[0]
         token_ids = self.index.get_tokens_ids(tokens)  # words absent from every item carry no evidence
