@@ -88,7 +88,7 @@ class Recommender:
         return [result for result in results if result is not None]  # every slot is filled above
 
     def _rank_group(self, requests: Sequence[RankRequest], template: PromptTemplate) -> list[RankedList]:
-        prompts = [build_prompts(request, template, self.backend, self.budget) for request in requests]
+        prompts = [build_prompts(request, template, self.backend.formatter, self.budget) for request in requests]
         started = time.perf_counter()
         mode = template.contract.mode
         if mode is RankMode.GENERATE:

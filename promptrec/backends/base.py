@@ -2,26 +2,19 @@
 
 Stages above the backend hand it finished prompt strings and get back text or label log-probabilities;
 they never learn whether transformers, an in-process vLLM engine or a vLLM server answered.
-Tokenizer-level work (chat template, token counts, label token ids) is shared here because every
-backend loads the same Hugging Face tokenizer for its model.
+Tokenizer-level work (chat template, token counts, label token ids) is a `PromptFormatter`
+(promptrec.prompting.formatter), which needs no engine; every backend holds one for its model.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptrec.errors import BackendError
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    role: Literal["system", "user", "assistant"]
-    content: str
+from promptrec.prompting.formatter import ChatMessage, PromptFormatter
 
 
 class StructuredOutput(BaseModel):
@@ -55,43 +48,25 @@ class Backend(ABC):
     name: str = "backend"
 
     def __init__(self, tokenizer: Any, max_context_tokens: int):
-        self.tokenizer = tokenizer
-        self.max_context_tokens = max_context_tokens
+        self.formatter = PromptFormatter(tokenizer, max_context_tokens)
 
-    # --- tokenizer-level helpers shared by all backends -------------------------------------------
+    # --- tokenizer-level work lives in the formatter; these names keep backend callers short -------------
+    @property
+    def tokenizer(self) -> Any:
+        return self.formatter.tokenizer
+
+    @property
+    def max_context_tokens(self) -> int:
+        return self.formatter.max_context_tokens
+
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        return self.formatter.count_tokens(text)
 
     def format_chat(self, messages: Sequence[ChatMessage], answer_prefix: str = "") -> str:
-        """Apply the model's own chat template, open the assistant turn, and append `answer_prefix`.
-
-        Templates with a reasoning preamble (e.g. `<think>`) are asked to skip it; if the generation
-        prompt still opens a thinking block, it is closed empty so the answer comes first.
-        """
-        prompt = self.tokenizer.apply_chat_template(
-            [message.model_dump() for message in messages],
-            tokenize=False,
-            add_generation_prompt=True,
-            enable_thinking=False,
-        )
-        if prompt.rstrip().endswith("<think>"):
-            prompt = prompt.rstrip() + "\n\n</think>\n\n"
-        return prompt + answer_prefix
+        return self.formatter.format_chat(messages, answer_prefix)
 
     def label_token_ids(self, labels: Sequence[str]) -> list[int]:
-        """Token id of each label, read from the tokenizer; each label must be one distinct token."""
-        token_ids: list[int] = []
-        for label in labels:
-            encoded = self.tokenizer.encode(label, add_special_tokens=False)
-            if len(encoded) != 1:
-                raise BackendError(
-                    f"label {label!r} is {len(encoded)} tokens for this tokenizer; score mode needs "
-                    "single-token labels: choose another label set in the template contract"
-                )
-            token_ids.append(encoded[0])
-        if len(set(token_ids)) != len(token_ids):
-            raise BackendError(f"labels {list(labels)!r} do not map to distinct tokens; choose other labels")
-        return token_ids
+        return self.formatter.label_token_ids(labels)
 
     # --- what each backend implements -------------------------------------------------------------
     @abstractmethod

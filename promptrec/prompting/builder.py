@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from promptrec.backends.base import Backend
 from promptrec.errors import RequestError
 from promptrec.models import Item, RankMode, RankRequest
+from promptrec.prompting.formatter import PromptFormatter
 from promptrec.prompting.templates import PromptTemplate
 
 _SPECIAL_TOKEN_SHAPES = re.compile(
@@ -55,7 +55,7 @@ def _candidate_view(item: Item, label: str | None) -> dict[str, Any]:
 
 
 def build_prompts(
-    request: RankRequest, template: PromptTemplate, backend: Backend, budget: PromptBudget
+    request: RankRequest, template: PromptTemplate, formatter: PromptFormatter, budget: PromptBudget
 ) -> BuiltPrompts:
     contract = template.contract
     candidates = request.candidates
@@ -93,15 +93,15 @@ def build_prompts(
         variables = {**shared, "history": kept_by_count[len(kept_by_count) - n_history :]}
         if contract.mode is RankMode.POINTWISE:
             return [
-                backend.format_chat(template.render({**variables, "candidate": view}), contract.answer_prefix)
+                formatter.format_chat(template.render({**variables, "candidate": view}), contract.answer_prefix)
                 for view in candidate_views
             ]
-        return [backend.format_chat(template.render(variables), contract.answer_prefix)]
+        return [formatter.format_chat(template.render(variables), contract.answer_prefix)]
 
     def longest(texts: list[str]) -> int:
-        return max(backend.count_tokens(text) for text in texts)
+        return max(formatter.count_tokens(text) for text in texts)
 
-    limit = backend.max_context_tokens - contract.max_new_tokens
+    limit = formatter.max_context_tokens - contract.max_new_tokens
     if budget.max_prompt_tokens is not None:
         limit = min(limit, budget.max_prompt_tokens)
     if longest(render(0)) > limit:
@@ -121,7 +121,7 @@ def build_prompts(
     return BuiltPrompts(
         texts=texts,
         labels=labels,
-        prompt_tokens=sum(backend.count_tokens(text) for text in texts),
+        prompt_tokens=sum(formatter.count_tokens(text) for text in texts),
         history_used=low,
         history_dropped=len(history) - low,
     )

@@ -23,10 +23,10 @@ from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxEr
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ValidationError
 
-from promptrec.backends.base import ChatMessage
 from promptrec.errors import TemplateError
 from promptrec.models import RankMode
 from promptrec.prompting.contract import OutputContract
+from promptrec.prompting.formatter import ChatMessage
 
 _CONTRACT_HEADER = re.compile(r"\A\{#-?\s*contract\s*\n(?P<toml>.*?)\n\s*-?#\}", re.DOTALL)
 _MESSAGE_BLOCKS = ("system", "user")
