@@ -112,8 +112,10 @@ class RankRequest(StrictModel):
 
 
 class ItemSource(StrEnum):
-    MODEL = "model"
-    BACKFILL = "backfill"
+    MODEL = "model"  # placed or scored by the LLM
+    BACKFILL = "backfill"  # not placed by the model; appended in candidate order
+    RETRIEVER = "retriever"  # ordered by a retriever alone
+    FUSED = "fused"  # ordered by fusing several rankings (e.g. the LLM's and a retriever's)
 
 
 class ParseStatus(StrEnum):
@@ -142,12 +144,18 @@ class Diagnostics(StrictModel):
 
 
 class RankedList(StrictModel):
-    """The answer: an ordering of (the first k of) the candidate set, always."""
+    """The answer: an ordering of (the first k of) the candidate set, always.
+
+    `diagnostics` describes the answer as a whole. A strategy that combines several rankings (bootstrap
+    shuffles, fusion with a retriever) keeps each pass's own diagnostics, raw model text included, in
+    `passes`, in the order the passes ran.
+    """
 
     item_ids: list[str]
     scores: list[float] | None = None
     sources: list[ItemSource]
     diagnostics: Diagnostics
+    passes: list[Diagnostics] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _aligned(self) -> RankedList:

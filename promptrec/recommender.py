@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any
 
@@ -19,9 +19,8 @@ from promptrec.parsing import parse_answer
 from promptrec.prompting.builder import BuiltPrompts, PromptBudget, build_prompts
 from promptrec.prompting.constraints import answer_constraint
 from promptrec.prompting.templates import PromptTemplate, TemplateLibrary
+from promptrec.ranker import ResultCallback
 from promptrec.validation import parse_request
-
-ResultCallback = Callable[[int, RankedList], None]
 
 
 class Recommender:
@@ -34,6 +33,8 @@ class Recommender:
         constrained: in generate mode, ask the backend to constrain the answer to the candidates.
         batch_size: requests sent to the backend together.
     """
+
+    name = "llm"
 
     def __init__(
         self,
@@ -88,7 +89,8 @@ class Recommender:
         return [result for result in results if result is not None]  # every slot is filled above
 
     def _rank_group(self, requests: Sequence[RankRequest], template: PromptTemplate) -> list[RankedList]:
-        prompts = [build_prompts(request, template, self.backend.formatter, self.budget) for request in requests]
+        formatter = self.backend.formatter
+        prompts = [build_prompts(request, template, formatter, self.budget) for request in requests]
         started = time.perf_counter()
         mode = template.contract.mode
         if mode is RankMode.GENERATE:

@@ -38,9 +38,8 @@ from promptrec.evaluation.protocols import (
     load_task,
 )
 from promptrec.evaluation.runner import (
-    LLMMethod,
     Method,
-    RetrieverMethod,
+    RankerMethod,
     RunConfig,
     TimingLog,
     open_run_dir,
@@ -142,7 +141,8 @@ def _method_factory(
 ) -> Callable[[], Method]:
     def build() -> Method:
         if name == "llm":
-            return LLMMethod(recommender())
+            return RankerMethod(name, recommender())
+        from promptrec.ranker import RetrieverRanker
         from promptrec.retrievers import make_retriever
 
         retriever = make_retriever(name, seed=config.seed) if name == "random" else make_retriever(name)
@@ -150,7 +150,7 @@ def _method_factory(
             retriever.fit(task.train_histories, {item.id: item for item in task.catalog})
         else:  # TALLRec: only the random baseline, which learns nothing from its catalogue
             retriever.fit({}, {item.id: item for item in (case.target_item() for case in task.cases)})
-        return RetrieverMethod(name, retriever, config.seed)
+        return RankerMethod(name, RetrieverRanker(retriever, config.seed))
 
     return build
 

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from promptrec.data.tallrec import PointwiseCase
 from promptrec.errors import DataError, RequestError
 from promptrec.evaluation.protocols import PointwiseTask, Task, history_length, judge_pointwise, judge_ranking
 from promptrec.models import ItemSource, RankedList, RankMode, RankRequest
-from promptrec.retrievers.base import Retriever, order_by_score
+from promptrec.ranker import Ranker
 
 
 class RunConfigMismatch(RequestError):
@@ -162,42 +161,27 @@ def llm_diagnostics(ranked: RankedList) -> dict[str, Any]:
         "history_dropped": diagnostics.history_dropped,
         "latency_s": diagnostics.latency_s,
         "raw_output": diagnostics.raw_output,
+        "passes": len(ranked.passes) or 1,
     }
 
 
-class LLMMethod(Method):
-    """The Recommender; requests go in batches through rank_many, answers arrive via on_result, and each of
-    its batches is committed to disk as soon as it finishes."""
+class RankerMethod(Method):
+    """Any `Ranker` (the LLM, a retriever, a strategy wrapping either) as an evaluation method. Its
+    results arrive through on_result, and each batch of them is committed to disk as soon as it
+    finishes. Rankings the LLM took part in carry their diagnostics into the results file."""
 
-    name = "llm"
-
-    def __init__(self, recommender: Any):
-        self.recommender = recommender
-        self.batch_size = getattr(recommender, "batch_size", 1)
+    def __init__(self, name: str, ranker: Ranker):
+        self.name = name
+        self.ranker = ranker
+        self.batch_size = getattr(ranker, "batch_size", 256)
 
     def answer(self, requests: Sequence[RankRequest], emit: Emit) -> None:
         def on_result(index: int, ranked: RankedList) -> None:
             scores = dict(zip(ranked.item_ids, ranked.scores, strict=True)) if ranked.scores else None
-            emit(index, Answer(list(ranked.item_ids), scores, llm_diagnostics(ranked)))
+            from_llm = any(source is not ItemSource.RETRIEVER for source in ranked.sources)
+            emit(index, Answer(list(ranked.item_ids), scores, llm_diagnostics(ranked) if from_llm else None))
 
-        self.recommender.rank_many(list(requests), on_result=on_result)
-
-
-class RetrieverMethod(Method):
-    """A fitted baseline retriever. Score ties go by its seeded per-(seed, user) random order over item ids
-    (promptrec.retrievers.base): label-blind, and independent of the candidates' positions."""
-
-    def __init__(self, name: str, retriever: Retriever, seed: int):
-        self.name = name
-        self.retriever = retriever
-        self.seed = seed
-
-    def answer(self, requests: Sequence[RankRequest], emit: Emit) -> None:
-        for index, request in enumerate(requests):
-            scores = self.retriever.score(request.user, request.candidates)
-            ids = [item.id for item in request.candidates]
-            ranked = order_by_score(ids, np.asarray(scores), self.seed, request.user)
-            emit(index, Answer(ranked, dict(zip(ids, scores, strict=True))))
+        self.ranker.rank_many(list(requests), on_result=on_result)
 
 
 @dataclass

@@ -92,8 +92,9 @@ def build_prompts(
     def render(n_history: int) -> list[str]:
         variables = {**shared, "history": kept_by_count[len(kept_by_count) - n_history :]}
         if contract.mode is RankMode.POINTWISE:
+            prefix = contract.answer_prefix
             return [
-                formatter.format_chat(template.render({**variables, "candidate": view}), contract.answer_prefix)
+                formatter.format_chat(template.render({**variables, "candidate": view}), prefix)
                 for view in candidate_views
             ]
         return [formatter.format_chat(template.render(variables), contract.answer_prefix)]
