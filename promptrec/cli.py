@@ -15,10 +15,21 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
+from promptrec.cli_options import (
+    BackendOption,
+    BaseUrlOption,
+    BootstrapOption,
+    DemoSelectorOption,
+    DemosOption,
+    MaxHistoryOption,
+    ModelOption,
+    TemplateOption,
+    llm_options,
+)
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation.command import eval_command
 from promptrec.models import RankMode
+from promptrec.options import LLMOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prompt-driven LLM recommender.")
 stderr = Console(stderr=True)
@@ -43,15 +54,23 @@ def exits_on_error(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def make_recommender(backend: str, model: str | None, base_url: str | None, max_history: int) -> Any:
-    from promptrec.prompting.builder import PromptBudget
-    from promptrec.recommender import Recommender
+def make_ranker(options: LLMOptions, dataset: Any = None) -> Any:
+    """The LLM ranker `options` describe; demonstrations come from `dataset`'s training histories."""
+    from promptrec.options import build_llm_ranker
 
-    options: dict[str, Any] = {"budget": PromptBudget(max_history_items=max_history)}
-    if base_url:
-        options["base_url"] = base_url
-    with stderr.status(f"loading the {backend} backend..."):
-        return Recommender.load(backend, model, **options)
+    pool = {}
+    if dataset is not None:
+        pool = {
+            "train_histories": dataset.train_histories,
+            "catalog": {item.id: item for item in dataset.catalog},
+        }
+    elif options.demos and options.demo_selector != "self":
+        raise RequestError(
+            f"--demo-selector {options.demo_selector} draws demonstrations from other users' training "
+            "histories: rank with --dataset PATH --user ID, or use --demo-selector self"
+        )
+    with stderr.status(f"loading the {options.backend} backend..."):
+        return build_llm_ranker(options, **pool)
 
 
 def _read_request_text(source: str) -> str:
@@ -77,31 +96,56 @@ def rank(
     ] = None,
     backend: BackendOption = "transformers",
     model: ModelOption = None,
-    mode: ModeOption = RankMode.GENERATE,
+    mode: Annotated[
+        RankMode | None,
+        typer.Option(
+            help="generate: the model writes a list; score / pointwise: log-probs. Default: the "
+            "request's own mode, else generate."
+        ),
+    ] = None,
     template: TemplateOption = None,
     k: Annotated[int | None, typer.Option(min=1, help="Return the top k only.")] = None,
     base_url: BaseUrlOption = None,
     max_history: MaxHistoryOption = 50,
+    demos: DemosOption = 0,
+    demo_selector: DemoSelectorOption = "self",
+    bootstrap: BootstrapOption = 1,
 ) -> None:
-    """Rank one user's candidates and print the ranked list as JSON."""
+    """Rank one user's candidates and print the ranked list as JSON.
+
+    Fields of a --request win over option defaults; an option given explicitly wins over the request.
+    """
     from promptrec.validation import parse_request
 
     if (request is None) == (dataset is None):
         raise RequestError("give either --request FILE|- or --dataset PATH --user ID")
+    options = llm_options(
+        backend=backend,
+        model=model,
+        template=template,
+        max_history=max_history,
+        base_url=base_url,
+        demos=demos,
+        demo_selector=demo_selector,
+        bootstrap=bootstrap,
+    )
+    loaded = None
     if request is not None:
         rank_request = parse_request(_read_request_text(request))
+        explicit = {"mode": mode, "template": template, "k": k}
         rank_request = rank_request.model_copy(
-            update={"mode": mode, "template": template or rank_request.template, "k": k or rank_request.k}
+            update={field: value for field, value in explicit.items() if value is not None}
         )
     else:
         from promptrec.data.dataset import load_dataset
 
         if user is None:
             raise RequestError("--user is required with --dataset")
-        case = load_dataset(dataset).case_for_user(user)
-        rank_request = case.to_request(mode=mode, template=template, k=k)
-    recommender = make_recommender(backend, model, base_url, max_history)
-    ranked = recommender.rank(rank_request)
+        loaded = load_dataset(dataset)
+        rank_request = loaded.case_for_user(user).to_request(
+            mode=mode or RankMode.GENERATE, template=template, k=k
+        )
+    ranked = make_ranker(options, loaded).rank_many([rank_request])[0]
     payload = {"user_id": rank_request.user.user_id, **ranked.model_dump(mode="json")}
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
@@ -120,7 +164,9 @@ def demo(
     """Rank 20 MovieLens candidates for one user with the bundled model, shown readably."""
     from promptrec.demo import run_demo
 
-    run_demo(make_recommender(backend, model, None, max_history), user=user, mode=mode)
+    run_demo(
+        make_ranker(llm_options(backend=backend, model=model, max_history=max_history)), user=user, mode=mode
+    )
 
 
 # eval_command reports PromptrecErrors itself (it must close its progress display first).

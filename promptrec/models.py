@@ -70,6 +70,26 @@ class RankMode(StrEnum):
     POINTWISE = "pointwise"
 
 
+class Demonstration(StrictModel):
+    """A worked example shown to the model before the request, rendered by the same template.
+
+    Built from training data only (promptrec.strategies.demos): another user's history, or the same
+    user's history minus its last item, with the item that came next as the answer. `chosen_id` None
+    means the user chose none of the candidates (a pointwise "No").
+    """
+
+    user: UserContext
+    history_items: list[Item] = Field(default_factory=list)
+    candidates: list[Item] = Field(min_length=1)
+    chosen_id: str | None
+
+    @model_validator(mode="after")
+    def _chosen_is_candidate(self) -> Demonstration:
+        if self.chosen_id is not None and self.chosen_id not in {item.id for item in self.candidates}:
+            raise ValueError(f"demonstration chosen_id={self.chosen_id!r} is not among its candidates")
+        return self
+
+
 class RankRequest(StrictModel):
     """Rank `candidates` for `user`. Candidate order is also the declared back-fill order."""
 
@@ -85,6 +105,10 @@ class RankRequest(StrictModel):
     history_items: list[Item] = Field(
         default_factory=list,
         description="Catalogue records for the history's item ids (titles shown in the prompt).",
+    )
+    demos: list[Demonstration] = Field(
+        default_factory=list,
+        description="Few-shot demonstrations, shown first; as many as fit the template's demo budget.",
     )
 
     @model_validator(mode="after")
@@ -136,6 +160,7 @@ class Diagnostics(StrictModel):
     completion_tokens: int = 0
     history_used: int = Field(default=0, description="History items that fit the token budget.")
     history_dropped: int = Field(default=0, description="Oldest history items cut to fit the token budget.")
+    demos_used: int = Field(default=0, description="Demonstrations that fit the demo budget.")
     latency_s: float = 0.0
     backend: str = ""
     mode: RankMode = RankMode.GENERATE

@@ -110,6 +110,7 @@ class Recommender:
                 completion_tokens=completion_tokens,
                 history_used=built.history_used,
                 history_dropped=built.history_dropped,
+                demos_used=built.demos_used,
                 latency_s=latency,
                 backend=self.backend.name,
                 mode=mode,

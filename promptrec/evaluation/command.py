@@ -7,6 +7,7 @@ with their code. `run_evaluation` is the same thing as a Python function (tests 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
+from promptrec.cli_options import (
+    BackendOption,
+    BaseUrlOption,
+    BootstrapOption,
+    DemoSelectorOption,
+    DemosOption,
+    MaxHistoryOption,
+    ModelOption,
+    TemplateOption,
+    llm_options,
+)
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation import report
 from promptrec.evaluation.protocols import (
@@ -47,6 +58,7 @@ from promptrec.evaluation.runner import (
     run_method,
 )
 from promptrec.models import RankMode
+from promptrec.options import LLMOptions, build_llm_ranker, template_sha256
 
 BASELINES = ("random", "popularity", "bm25", "itemknn", "embedding")
 POINTWISE_METHODS = ("llm", "random")  # a one-candidate question gives count/text baselines nothing to rank
@@ -88,12 +100,8 @@ def build_config(
     limit: int | None,
     seed: int,
     n_negatives: int,
-    backend: str,
-    model: str | None,
     mode: RankMode | None,
-    template: str | None,
-    max_history: int,
-    base_url: str | None,
+    llm: LLMOptions,
 ) -> RunConfig:
     protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
     chosen = _methods(methods, protocol)
@@ -101,47 +109,44 @@ def build_config(
         raise RequestError(
             f"--reference {reference}: not among --methods {','.join(chosen)}; add it to --methods or drop it"
         )
+    run_mode = _mode(mode, protocol)
     return RunConfig(
-        dataset=str(dataset.resolve()),
+        dataset=_shown_path(dataset),
         dataset_sha256=fingerprint(dataset),
         protocol=protocol.value,
-        interactions=str(interactions.resolve()) if interactions else None,
+        interactions=_shown_path(interactions) if interactions else None,
         interactions_sha256=fingerprint(interactions) if interactions else None,
         methods=chosen,
         reference=reference or ("random" if "random" in chosen else ""),
         limit=limit,
         seed=seed,
         n_negatives=n_negatives,
-        backend=backend,
-        model=model,
-        mode=_mode(mode, protocol).value,
-        template=template,
-        max_history=max_history,
-        base_url=base_url,
+        mode=run_mode.value,
+        template_sha256=template_sha256(llm.template, run_mode),
+        llm=llm,
     )
 
 
-def _default_recommender(config: RunConfig) -> RecommenderFactory:
-    """Like cli.make_recommender minus its spinner: a second live display would fight the progress bars."""
-
-    def load() -> Any:
-        from promptrec.prompting.builder import PromptBudget
-        from promptrec.recommender import Recommender
-
-        options: dict[str, Any] = {"budget": PromptBudget(max_history_items=config.max_history)}
-        if config.base_url:
-            options["base_url"] = config.base_url
-        return Recommender.load(config.backend, config.model, **options)
-
-    return load
+def _shown_path(path: Path) -> str:
+    """The path relative to the working directory when it lies below it; never a resolved absolute path
+    that names the machine it ran on."""
+    return os.path.relpath(path) if path.is_absolute() else str(path)
 
 
 def _method_factory(
-    name: str, task: Task, config: RunConfig, recommender: RecommenderFactory
+    name: str, task: Task, config: RunConfig, recommender: RecommenderFactory | None
 ) -> Callable[[], Method]:
     def build() -> Method:
         if name == "llm":
-            return RankerMethod(name, recommender())
+            ranking = isinstance(task, RankingTask)
+            ranker = build_llm_ranker(
+                config.llm,
+                train_histories=task.train_histories if ranking else None,
+                catalog={item.id: item for item in task.catalog} if ranking else None,
+                seed=config.seed,
+                recommender=recommender() if recommender else None,
+            )
+            return RankerMethod(name, ranker)
         from promptrec.ranker import RetrieverRanker
         from promptrec.retrievers import make_retriever
 
@@ -207,14 +212,14 @@ def run_evaluation(
     with Progress(*columns, console=console) as progress:
         bars = _ProgressBars(progress)
         for name in config.methods:
-            build = _method_factory(name, task, config, recommender or _default_recommender(config))
+            build = _method_factory(name, task, config, recommender)
             run_method(
                 name,
                 build,
                 task,
                 out,
                 mode=RankMode(config.mode),
-                template=config.template,
+                template=config.llm.template,
                 on_progress=bars.callback(name),
                 timings=timings,
             )
@@ -289,6 +294,9 @@ def eval_command(
     template: TemplateOption = None,
     max_history: MaxHistoryOption = 50,
     base_url: BaseUrlOption = None,
+    demos: DemosOption = 0,
+    demo_selector: DemoSelectorOption = "self",
+    bootstrap: BootstrapOption = 1,
 ) -> None:
     """Evaluate the LLM and baselines offline: metrics with 95% CIs, slices, report.md and plots in --out.
 
@@ -305,12 +313,17 @@ def eval_command(
             limit=limit,
             seed=seed,
             n_negatives=n_negatives,
-            backend=backend,
-            model=model,
             mode=mode,
-            template=template,
-            max_history=max_history,
-            base_url=base_url,
+            llm=llm_options(
+                backend=backend,
+                model=model,
+                template=template,
+                max_history=max_history,
+                base_url=base_url,
+                demos=demos,
+                demo_selector=demo_selector,
+                bootstrap=bootstrap,
+            ),
         )
         metrics = run_evaluation(config, out, console=console)
     except PromptrecError as error:

@@ -24,6 +24,7 @@ from promptrec.data.tallrec import PointwiseCase
 from promptrec.errors import DataError, RequestError
 from promptrec.evaluation.protocols import PointwiseTask, Task, history_length, judge_pointwise, judge_ranking
 from promptrec.models import ItemSource, RankedList, RankMode, RankRequest
+from promptrec.options import LLMOptions
 from promptrec.ranker import Ranker
 
 
@@ -32,7 +33,11 @@ class RunConfigMismatch(RequestError):
 
 
 class RunConfig(BaseModel):
-    """Everything that decides a run's results; saved as DIR/run.json and compared on resume."""
+    """Everything that decides a run's results; saved as DIR/run.json and compared on resume.
+
+    Paths are stored as given (relative to the working directory when given so), never resolved to a
+    machine's absolute path; the sha256 fields pin the contents, including the template's.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,12 +51,19 @@ class RunConfig(BaseModel):
     limit: int | None
     seed: int
     n_negatives: int
-    backend: str
-    model: str | None
     mode: str
-    template: str | None
-    max_history: int
-    base_url: str | None
+    template_sha256: str
+    llm: LLMOptions
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def open_run_dir(out: Path, config: RunConfig) -> None:
@@ -59,16 +71,18 @@ def open_run_dir(out: Path, config: RunConfig) -> None:
     path = out / "run.json"
     if path.exists():
         try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
+            saved = _flat(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"cannot be read ({exc}); delete it or pass a new --out", path=str(path)) from exc
-        current = config.model_dump()
-        for option, value in current.items():
+        current = _flat(config.model_dump(mode="json"))
+        for option in sorted(set(current) | set(saved)):
+            value = current.get(option)
             if saved.get(option) != value:
-                flag = "--" + option.removesuffix("_sha256").replace("_", "-")
+                name = option.removeprefix("llm.")
+                flag = "--" + name.removesuffix("_sha256").replace("_", "-")
                 changed = " (the file's contents changed)" if option.endswith("_sha256") else ""
                 raise RunConfigMismatch(
-                    f"--out {out} holds a run with {option}={saved.get(option)!r}, this run has "
+                    f"--out {out} holds a run with {name}={saved.get(option)!r}, this run has "
                     f"{value!r}{changed}; resume with the same {flag}, or pass a new --out for a new run"
                 )
         return
