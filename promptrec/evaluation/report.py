@@ -283,7 +283,7 @@ def _slice_section(metrics: dict[str, Any], ranking: bool) -> list[str]:
             "### Position bias: does HR@10 depend on the target's slot?",
             "",
             "Chi-square test of independence between target position and a hit in the top 10 (a method",
-            "that reads content has a small statistic and a large p); spread = max - min of HR@10 over slots.",
+            "that reads content has a small statistic and a large p); spread: max - min HR@10 over slots.",
             "",
         ]
         bias_rows = [[method, *_bias_cells(summary["position_bias"])] for method, summary in metrics.items()]
