@@ -15,17 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from promptrec.cli_options import (
-    BackendOption,
-    BaseUrlOption,
-    BootstrapOption,
-    DemoSelectorOption,
-    DemosOption,
-    MaxHistoryOption,
-    ModelOption,
-    TemplateOption,
-    llm_options,
-)
+from promptrec.cli_options import with_llm_options
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation.command import eval_command
 from promptrec.models import RankMode
@@ -86,6 +76,7 @@ def _read_request_text(source: str) -> str:
 
 @app.command()
 @exits_on_error
+@with_llm_options()
 def rank(
     dataset: Annotated[
         Path | None, typer.Option(help="Ranking set (.jsonl), MovieLens folder or RecBole .inter.")
@@ -94,8 +85,6 @@ def rank(
     request: Annotated[
         str | None, typer.Option(help="A rank request as a JSON file, or '-' for stdin.")
     ] = None,
-    backend: BackendOption = "transformers",
-    model: ModelOption = None,
     mode: Annotated[
         RankMode | None,
         typer.Option(
@@ -103,13 +92,9 @@ def rank(
             "request's own mode, else generate."
         ),
     ] = None,
-    template: TemplateOption = None,
     k: Annotated[int | None, typer.Option(min=1, help="Return the top k only.")] = None,
-    base_url: BaseUrlOption = None,
-    max_history: MaxHistoryOption = 50,
-    demos: DemosOption = 0,
-    demo_selector: DemoSelectorOption = "self",
-    bootstrap: BootstrapOption = 1,
+    *,
+    llm: LLMOptions,
 ) -> None:
     """Rank one user's candidates and print the ranked list as JSON.
 
@@ -119,20 +104,10 @@ def rank(
 
     if (request is None) == (dataset is None):
         raise RequestError("give either --request FILE|- or --dataset PATH --user ID")
-    options = llm_options(
-        backend=backend,
-        model=model,
-        template=template,
-        max_history=max_history,
-        base_url=base_url,
-        demos=demos,
-        demo_selector=demo_selector,
-        bootstrap=bootstrap,
-    )
     loaded = None
     if request is not None:
         rank_request = parse_request(_read_request_text(request))
-        explicit = {"mode": mode, "template": template, "k": k}
+        explicit = {"mode": mode, "template": llm.template, "k": k}
         rank_request = rank_request.model_copy(
             update={field: value for field, value in explicit.items() if value is not None}
         )
@@ -143,30 +118,28 @@ def rank(
             raise RequestError("--user is required with --dataset")
         loaded = load_dataset(dataset)
         rank_request = loaded.case_for_user(user).to_request(
-            mode=mode or RankMode.GENERATE, template=template, k=k
+            mode=mode or RankMode.GENERATE, template=llm.template, k=k
         )
-    ranked = make_ranker(options, loaded).rank_many([rank_request])[0]
+    ranked = make_ranker(llm, loaded).rank_many([rank_request])[0]
     payload = {"user_id": rank_request.user.user_id, **ranked.model_dump(mode="json")}
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
 @app.command()
 @exits_on_error
+@with_llm_options(max_history=20)
 def demo(
     user: Annotated[
         str | None, typer.Option(help="A MovieLens user id; a fixed example user if unset.")
     ] = None,
     mode: ModeOption = RankMode.SCORE,
-    backend: BackendOption = "transformers",
-    model: ModelOption = None,
-    max_history: MaxHistoryOption = 20,
+    *,
+    llm: LLMOptions,
 ) -> None:
     """Rank 20 MovieLens candidates for one user with the bundled model, shown readably."""
     from promptrec.demo import run_demo
 
-    run_demo(
-        make_ranker(llm_options(backend=backend, model=model, max_history=max_history)), user=user, mode=mode
-    )
+    run_demo(make_ranker(llm), user=user, mode=mode)
 
 
 # eval_command reports PromptrecErrors itself (it must close its progress display first).

@@ -1,12 +1,18 @@
 """Command-line options shared by `promptrec rank`, `demo` and `eval`.
 
-The LLM options take their help text from `LLMOptions` (promptrec/options.py), the one definition that
-the recommender factory and the evaluation's RunConfig also use; `llm_options` validates the values.
+The LLM options are not written out per command: `with_llm_options` adds one option per `LLMOptions`
+field (promptrec/options.py, the definition the recommender factory and the evaluation's RunConfig also
+use) to a command's signature, with the field's description as help, and hands the command one validated
+`llm: LLMOptions`. A new field there is a new option everywhere.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -14,19 +20,7 @@ from pydantic import ValidationError
 from promptrec.errors import RequestError
 from promptrec.options import LLMOptions
 
-
-def _described(name: str, **extra: Any) -> Any:
-    return typer.Option(help=LLMOptions.model_fields[name].description, **extra)
-
-
-BackendOption = Annotated[str, _described("backend")]
-ModelOption = Annotated[str | None, _described("model")]
-TemplateOption = Annotated[str | None, _described("template")]
-BaseUrlOption = Annotated[str | None, _described("base_url")]
-MaxHistoryOption = Annotated[int, _described("max_history", min=0)]
-DemosOption = Annotated[int, _described("demos", min=0)]
-DemoSelectorOption = Annotated[str, _described("demo_selector")]
-BootstrapOption = Annotated[int, _described("bootstrap", min=1)]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def llm_options(**values: Any) -> LLMOptions:
@@ -38,3 +32,43 @@ def llm_options(**values: Any) -> LLMOptions:
             f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}" for problem in error.errors()
         )
         raise RequestError(f"invalid options: {problems}") from error
+
+
+def _cli_type(annotation: Any) -> Any:
+    """Literal choices are passed as text (LLMOptions validates them and names the allowed values)."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return str
+    return annotation
+
+
+def with_llm_options(**defaults: Any) -> Callable[[F], F]:
+    """Give a command every LLMOptions field as an option (`defaults` overrides a field's default for this
+    command) and call it with `llm=LLMOptions(...)` instead of the separate values."""
+
+    def decorate(command: F) -> F:
+        fields = LLMOptions.model_fields
+        added = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=defaults.get(name, field.default),
+                annotation=Annotated[_cli_type(field.annotation), typer.Option(help=field.description)],
+            )
+            for name, field in fields.items()
+        ]
+        signature = inspect.signature(command, eval_str=True)
+        own = [parameter for parameter in signature.parameters.values() if parameter.name != "llm"]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in fields}
+            return command(*args, llm=llm_options(**values), **kwargs)
+
+        parameters = [*own, *added]
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        # Typer reads the new signature and evaluated annotations, not the wrapped function's.
+        wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+        del wrapper.__wrapped__
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

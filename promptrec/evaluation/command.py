@@ -24,17 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from promptrec.cli_options import (
-    BackendOption,
-    BaseUrlOption,
-    BootstrapOption,
-    DemoSelectorOption,
-    DemosOption,
-    MaxHistoryOption,
-    ModelOption,
-    TemplateOption,
-    llm_options,
-)
+from promptrec.cli_options import with_llm_options
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation import report
 from promptrec.evaluation.protocols import (
@@ -278,6 +268,7 @@ ReferenceOption = Annotated[str | None, _help("Method the others are compared wi
 ModeOption = Annotated[RankMode | None, _help("LLM mode; unset: generate (ranking), pointwise (tallrec).")]
 
 
+@with_llm_options()
 def eval_command(
     dataset: DatasetOption,
     out: OutOption,
@@ -288,15 +279,9 @@ def eval_command(
     protocol: ProtocolOption = Protocol.AUTO,
     reference: ReferenceOption = None,
     n_negatives: Annotated[int, typer.Option(min=1, help="Sampled negatives per case (leave-one-out).")] = 19,
-    backend: BackendOption = "transformers",
-    model: ModelOption = None,
     mode: ModeOption = None,
-    template: TemplateOption = None,
-    max_history: MaxHistoryOption = 50,
-    base_url: BaseUrlOption = None,
-    demos: DemosOption = 0,
-    demo_selector: DemoSelectorOption = "self",
-    bootstrap: BootstrapOption = 1,
+    *,
+    llm: LLMOptions,
 ) -> None:
     """Evaluate the LLM and baselines offline: metrics with 95% CIs, slices, report.md and plots in --out.
 
@@ -314,16 +299,7 @@ def eval_command(
             seed=seed,
             n_negatives=n_negatives,
             mode=mode,
-            llm=llm_options(
-                backend=backend,
-                model=model,
-                template=template,
-                max_history=max_history,
-                base_url=base_url,
-                demos=demos,
-                demo_selector=demo_selector,
-                bootstrap=bootstrap,
-            ),
+            llm=llm,
         )
         metrics = run_evaluation(config, out, console=console)
     except PromptrecError as error:
