@@ -6,6 +6,7 @@ with their code. `run_evaluation` is the same thing as a Python function (tests 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -46,7 +47,15 @@ from promptrec.evaluation.runner import (
     read_results,
     run_method,
 )
+from promptrec.evaluation.strategy_methods import (
+    STRATEGY_METHODS,
+    Validation,
+    build_strategy,
+    fitted_retriever,
+    split_validation,
+)
 from promptrec.models import RankMode
+from promptrec.strategies.memo import MemoRanker
 
 BASELINES = ("random", "popularity", "bm25", "itemknn", "embedding")
 POINTWISE_METHODS = ("llm", "random")  # a one-candidate question gives count/text baselines nothing to rank
@@ -56,7 +65,7 @@ RecommenderFactory = Callable[[], Any]
 def _methods(text: str | None, protocol: Protocol) -> list[str]:
     default = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES)
     methods = [name.strip() for name in text.split(",") if name.strip()] if text else list(default)
-    allowed = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES)
+    allowed = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES, *STRATEGY_METHODS)
     unknown = [name for name in methods if name not in allowed]
     if unknown or len(set(methods)) != len(methods) or not methods:
         problem = f"unknown or unsupported {unknown}" if unknown else "empty or repeated names"
@@ -94,12 +103,20 @@ def build_config(
     template: str | None,
     max_history: int,
     base_url: str | None,
+    hybrid_retriever: str | None = None,
+    validation: Path | None = None,
+    validation_limit: int | None = None,
+    validation_users: float | None = None,
 ) -> RunConfig:
     protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
     chosen = _methods(methods, protocol)
     if reference is not None and reference not in chosen:
         raise RequestError(
             f"--reference {reference}: not among --methods {','.join(chosen)}; add it to --methods or drop it"
+        )
+    if validation is not None and validation_users is not None:
+        raise RequestError(
+            "--validation and --validation-users: pass one source of validation cases, not both"
         )
     return RunConfig(
         dataset=str(dataset.resolve()),
@@ -118,6 +135,11 @@ def build_config(
         template=template,
         max_history=max_history,
         base_url=base_url,
+        hybrid_retriever=hybrid_retriever,
+        validation=str(validation.resolve()) if validation else None,
+        validation_sha256=fingerprint(validation) if validation else None,
+        validation_limit=validation_limit,
+        validation_users=validation_users,
     )
 
 
@@ -137,20 +159,23 @@ def _default_recommender(config: RunConfig) -> RecommenderFactory:
 
 
 def _method_factory(
-    name: str, task: Task, config: RunConfig, recommender: RecommenderFactory
+    name: str,
+    task: Task,
+    config: RunConfig,
+    recommender: RecommenderFactory,
+    *,
+    validation: Validation | None = None,
+    out: Path | None = None,
+    console: Console | None = None,
 ) -> Callable[[], Method]:
     def build() -> Method:
         if name == "llm":
             return RankerMethod(name, recommender())
+        if name in STRATEGY_METHODS:
+            return build_strategy(name, task, validation, config, recommender(), out or Path("."), console)
         from promptrec.ranker import RetrieverRanker
-        from promptrec.retrievers import make_retriever
 
-        retriever = make_retriever(name, seed=config.seed) if name == "random" else make_retriever(name)
-        if isinstance(task, RankingTask):
-            retriever.fit(task.train_histories, {item.id: item for item in task.catalog})
-        else:  # TALLRec: only the random baseline, which learns nothing from its catalogue
-            retriever.fit({}, {item.id: item for item in (case.target_item() for case in task.cases)})
-        return RankerMethod(name, RetrieverRanker(retriever, config.seed))
+        return RankerMethod(name, RetrieverRanker(fitted_retriever(name, task, config.seed), config.seed))
 
     return build
 
@@ -194,6 +219,9 @@ def run_evaluation(
         n_negatives=config.n_negatives,
         seed=config.seed,
     )
+    task, validation = split_validation(task, config)
+    # One LLM for every method of the run, remembering its answers: `hybrid` reuses what `llm` ranked.
+    llm = functools.cache(lambda: MemoRanker((recommender or _default_recommender(config))()))
     timings = TimingLog(out)
     timings.add("load data", 0, time.perf_counter() - started, 0.0)
     columns = (
@@ -207,7 +235,7 @@ def run_evaluation(
     with Progress(*columns, console=console) as progress:
         bars = _ProgressBars(progress)
         for name in config.methods:
-            build = _method_factory(name, task, config, recommender or _default_recommender(config))
+            build = _method_factory(name, task, config, llm, validation=validation, out=out, console=console)
             run_method(
                 name,
                 build,
@@ -261,8 +289,8 @@ OutOption = Annotated[Path, _help("Run folder; run the same command again to res
 MethodsOption = Annotated[
     str | None,
     _help(
-        "Comma-separated: llm, random, popularity, bm25, itemknn, embedding (tallrec: llm, random); "
-        "all if unset."
+        "Comma-separated: llm, random, popularity, bm25, itemknn, embedding, hybrid (tallrec: llm, "
+        "random); all but the strategies if unset."
     ),
 ]
 InteractionsOption = Annotated[
@@ -271,6 +299,22 @@ InteractionsOption = Annotated[
 ProtocolOption = Annotated[Protocol, _help("auto: a .json file is tallrec, anything else ranking.")]
 ReferenceOption = Annotated[str | None, _help("Method the others are compared with; random if run.")]
 ModeOption = Annotated[RankMode | None, _help("LLM mode; unset: generate (ranking), pointwise (tallrec).")]
+# Strategy options (promptrec/evaluation/strategy_methods.py).
+HybridRetrieverOption = Annotated[
+    str | None,
+    _help("Retriever the hybrid fuses with the LLM (popularity, bm25, itemknn, embedding); itemknn."),
+]
+ValidationOption = Annotated[
+    Path | None,
+    _help("Ranking set of OTHER users to choose the hybrid weight on (Games: games6k_random_cands20.jsonl)."),
+]
+ValidationLimitOption = Annotated[int | None, typer.Option(min=1, help="Use the first N validation users.")]
+ValidationUsersOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0, max=1.0, help="Hold out this share of the dataset's users for validation (e.g. 0.2)."
+    ),
+]
 
 
 def eval_command(
@@ -289,6 +333,10 @@ def eval_command(
     template: TemplateOption = None,
     max_history: MaxHistoryOption = 50,
     base_url: BaseUrlOption = None,
+    hybrid_retriever: HybridRetrieverOption = None,
+    validation: ValidationOption = None,
+    validation_limit: ValidationLimitOption = None,
+    validation_users: ValidationUsersOption = None,
 ) -> None:
     """Evaluate the LLM and baselines offline: metrics with 95% CIs, slices, report.md and plots in --out.
 
@@ -311,6 +359,10 @@ def eval_command(
             template=template,
             max_history=max_history,
             base_url=base_url,
+            hybrid_retriever=hybrid_retriever,
+            validation=validation,
+            validation_limit=validation_limit,
+            validation_users=validation_users,
         )
         metrics = run_evaluation(config, out, console=console)
     except PromptrecError as error:

@@ -52,6 +52,12 @@ class RunConfig(BaseModel):
     template: str | None
     max_history: int
     base_url: str | None
+    # Strategy options (promptrec/evaluation/strategy_methods.py); None when unused, so older runs resume.
+    hybrid_retriever: str | None = None
+    validation: str | None = None
+    validation_sha256: str | None = None
+    validation_limit: int | None = None
+    validation_users: float | None = None
 
 
 def open_run_dir(out: Path, config: RunConfig) -> None:

@@ -1,0 +1,1 @@
+"""Ranking strategies: each wraps rankers (promptrec.ranker.Ranker) and is itself a ranker."""
