@@ -26,7 +26,7 @@ from rich.progress import (
 
 from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
 from promptrec.errors import PromptrecError, RequestError
-from promptrec.evaluation import report
+from promptrec.evaluation import full_catalogue, report
 from promptrec.evaluation.protocols import (
     PUBLISHED,
     PUBLISHED_NOTES,
@@ -64,8 +64,10 @@ RecommenderFactory = Callable[[], Any]
 
 def _methods(text: str | None, protocol: Protocol) -> list[str]:
     default = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES)
-    methods = [name.strip() for name in text.split(",") if name.strip()] if text else list(default)
     allowed = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES, *STRATEGY_METHODS)
+    if protocol is Protocol.FULL_CATALOGUE:
+        default, allowed = full_catalogue.DEFAULT_METHODS, full_catalogue.catalogue_methods()
+    methods = [name.strip() for name in text.split(",") if name.strip()] if text else list(default)
     unknown = [name for name in methods if name not in allowed]
     if unknown or len(set(methods)) != len(methods) or not methods:
         problem = f"unknown or unsupported {unknown}" if unknown else "empty or repeated names"
@@ -107,6 +109,7 @@ def build_config(
     validation: Path | None = None,
     validation_limit: int | None = None,
     validation_users: float | None = None,
+    rerank_top: int | None = None,
 ) -> RunConfig:
     protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
     chosen = _methods(methods, protocol)
@@ -140,6 +143,7 @@ def build_config(
         validation_sha256=fingerprint(validation) if validation else None,
         validation_limit=validation_limit,
         validation_users=validation_users,
+        rerank_top=rerank_top,
     )
 
 
@@ -180,6 +184,16 @@ def _method_factory(
     return build
 
 
+_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+    TextColumn("ETA"),
+    TimeRemainingColumn(),
+)
+
+
 class _ProgressBars:
     """One rich bar per method on stderr; a resumed method's bar starts at its finished count, so the ETA
     reflects only this run's speed."""
@@ -209,6 +223,10 @@ def run_evaluation(
     """Run (or resume) every method, then write metrics.json, diagnostics.json, timings.json, report.md and
     the plots into `out`. Returns the metrics."""
     console = console or Console(stderr=True)
+    if config.protocol == Protocol.FULL_CATALOGUE.value:
+        with Progress(*_COLUMNS, console=console) as progress:
+            llm = functools.cache(recommender or _default_recommender(config))
+            return full_catalogue.run_full_catalogue(config, out, llm, _ProgressBars(progress).callback)
     open_run_dir(out, config)
     started = time.perf_counter()
     task = load_task(
@@ -224,15 +242,7 @@ def run_evaluation(
     llm = functools.cache(lambda: MemoRanker((recommender or _default_recommender(config))()))
     timings = TimingLog(out)
     timings.add("load data", 0, time.perf_counter() - started, 0.0)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with Progress(*_COLUMNS, console=console) as progress:
         bars = _ProgressBars(progress)
         for name in config.methods:
             build = _method_factory(name, task, config, llm, validation=validation, out=out, console=console)
@@ -296,7 +306,9 @@ MethodsOption = Annotated[
 InteractionsOption = Annotated[
     Path | None, _help("Train histories for the baselines, e.g. Games-6k.valid.inter (never a .test.inter).")
 ]
-ProtocolOption = Annotated[Protocol, _help("auto: a .json file is tallrec, anything else ranking.")]
+ProtocolOption = Annotated[
+    Protocol, _help("auto: a .json file is tallrec, anything else ranking; full-catalogue: all items (LOO).")
+]
 ReferenceOption = Annotated[str | None, _help("Method the others are compared with; random if run.")]
 ModeOption = Annotated[RankMode | None, _help("LLM mode; unset: generate (ranking), pointwise (tallrec).")]
 # Strategy options (promptrec/evaluation/strategy_methods.py).
@@ -337,6 +349,10 @@ def eval_command(
     validation: ValidationOption = None,
     validation_limit: ValidationLimitOption = None,
     validation_users: ValidationUsersOption = None,
+    rerank_top: Annotated[
+        int | None,
+        typer.Option(min=1, help="full-catalogue: items the retriever shortlists for the LLM (20)."),
+    ] = None,
 ) -> None:
     """Evaluate the LLM and baselines offline: metrics with 95% CIs, slices, report.md and plots in --out.
 
@@ -363,6 +379,7 @@ def eval_command(
             validation=validation,
             validation_limit=validation_limit,
             validation_users=validation_users,
+            rerank_top=rerank_top,
         )
         metrics = run_evaluation(config, out, console=console)
     except PromptrecError as error:

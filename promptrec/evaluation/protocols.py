@@ -90,6 +90,7 @@ class Protocol(StrEnum):
     AUTO = "auto"
     RANKING = "ranking"
     TALLREC = "tallrec"
+    FULL_CATALOGUE = "full-catalogue"  # leave-one-out against every catalogue item (full_catalogue.py)
 
 
 @dataclass(frozen=True)
