@@ -183,8 +183,8 @@ def test_test_targets_cannot_move_the_chosen_weight(tmp_path):
     validation = write_ranking_set(tmp_path / "validation.jsonl", 30, seed=2)
     run_hybrid(test_set, validation, tmp_path / "run")
     run_hybrid(swap_targets(test_set, tmp_path / "swapped.jsonl"), validation, tmp_path / "swapped-run")
-    chosen = json.loads((tmp_path / "run" / "fusion.json").read_text())
-    assert chosen == json.loads((tmp_path / "swapped-run" / "fusion.json").read_text())
+    chosen = json.loads((tmp_path / "run" / "hybrid-fusion.json").read_text())
+    assert chosen == json.loads((tmp_path / "swapped-run" / "hybrid-fusion.json").read_text())
     assert chosen["validation_cases"] == 18
     assert chosen["validation_ndcg10"] >= chosen["anchor_ndcg10"]
     rankings = [
@@ -199,7 +199,7 @@ def test_validation_targets_do_move_the_chosen_weight(tmp_path):
     test_set = write_ranking_set(tmp_path / "test.jsonl", 4, seed=1)
     validation = write_ranking_set(tmp_path / "validation.jsonl", 40, seed=2)
     run_hybrid(test_set, validation, tmp_path / "a")
-    weights = {json.loads((tmp_path / "a" / "fusion.json").read_text())["weight"]}
+    weights = {json.loads((tmp_path / "a" / "hybrid-fusion.json").read_text())["weight"]}
     rows = [json.loads(line) for line in validation.read_text().splitlines()]
     for row in rows:  # make each validation target the stand-in LLM's top candidate
         top = max(row["candidate_titles"], key=title_score)
@@ -208,7 +208,7 @@ def test_validation_targets_do_move_the_chosen_weight(tmp_path):
     favourable = tmp_path / "favourable.jsonl"
     favourable.write_text("".join(json.dumps(row) + "\n" for row in rows))
     run_hybrid(test_set, favourable, tmp_path / "b")
-    weights.add(json.loads((tmp_path / "b" / "fusion.json").read_text())["weight"])
+    weights.add(json.loads((tmp_path / "b" / "hybrid-fusion.json").read_text())["weight"])
     assert len(weights) == 2
 
 

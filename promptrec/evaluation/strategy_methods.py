@@ -1,12 +1,15 @@
 """Evaluation methods built from ranking strategies (promptrec/strategies/) around the run's LLM.
 
 `hybrid`: the LLM fused with `--hybrid-retriever` at the weight chosen on the run's validation cases
-(fusion_validation.py). The choice is saved as DIR/fusion.json the first time and read back on resume,
-so a resumed run fuses with the same weight.
+(fusion_validation.py). The choice is saved as DIR/<method>-fusion.json the first time and read back on
+resume, so a resumed run fuses with the same weight.
+`hints`: the LLM with collaborative hints from the task's training histories (its mode's hints template
+unless --template names one); `hybrid-hints`: that, fused like `hybrid`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,10 @@ from promptrec.evaluation.runner import RankerMethod
 from promptrec.models import RankingCase, RankMode
 from promptrec.ranker import Ranker, RetrieverRanker
 from promptrec.retrievers import Retriever, make_retriever
+from promptrec.strategies.hints import CollaborativeHints, HintsRanker
 from promptrec.strategies.hybrid import HybridRanker
 
-STRATEGY_METHODS = ("hybrid",)
+STRATEGY_METHODS = ("hybrid", "hints", "hybrid-hints")
 DEFAULT_HYBRID_RETRIEVER = "itemknn"
 
 
@@ -65,7 +69,8 @@ def split_validation(task: Task, config: Any) -> tuple[Task, Validation | None]:
         n_negatives=config.n_negatives,
         seed=config.seed,
     )
-    return task, Validation(cases, f"{len(cases)} users of {config.validation} that are not test users")
+    where = os.path.relpath(config.validation)  # reports never show a machine's absolute paths
+    return task, Validation(cases, f"{len(cases)} users of {where} that are not test users")
 
 
 def build_strategy(
@@ -77,23 +82,45 @@ def build_strategy(
     out: Path,
     console: Console | None = None,
 ) -> RankerMethod:
-    if name != "hybrid":
+    if name not in STRATEGY_METHODS:
         raise RequestError(f"unknown strategy method {name!r}; choose from {', '.join(STRATEGY_METHODS)}")
+    if not isinstance(task, RankingTask):
+        raise RequestError(f"--methods {name}: strategies apply to the ranking protocol only")
+    inner = llm
+    if name in ("hints", "hybrid-hints"):
+        popularity = fitted_retriever("popularity", task, config.seed)
+        itemknn = fitted_retriever("itemknn", task, config.seed)
+        catalogue = {item.id: item for item in task.catalog}
+        inner = HintsRanker(llm, CollaborativeHints(popularity, itemknn, catalogue))
+    if name == "hints":
+        return RankerMethod(name, inner)
+    return RankerMethod(name, _hybrid(name, task, validation, config, inner, out, console))
+
+
+def _hybrid(
+    name: str,
+    task: RankingTask,
+    validation: Validation | None,
+    config: Any,
+    inner: Ranker,
+    out: Path,
+    console: Console | None,
+) -> HybridRanker:
     anchor_name = config.hybrid_retriever or DEFAULT_HYBRID_RETRIEVER
     anchor = RetrieverRanker(fitted_retriever(anchor_name, task, config.seed), config.seed)
-    path = out / "fusion.json"
+    path = out / f"{name}-fusion.json"
     if path.exists():
         choice = FusionChoice.model_validate_json(path.read_text(encoding="utf-8"))
     else:
         if validation is None:
             raise RequestError(
-                "--methods hybrid needs validation cases to choose its weight: pass --validation FILE "
+                f"--methods {name} needs validation cases to choose its weight: pass --validation FILE "
                 "(other users, e.g. games6k_random_cands20.jsonl) or --validation-users 0.2 (leave-one-out)"
             )
         if console is not None:
-            console.print(f"hybrid: choosing the fusion weight on {validation.source}", highlight=False)
+            console.print(f"{name}: choosing the fusion weight on {validation.source}", highlight=False)
         choice = tune_fusion(
-            llm,
+            inner,
             anchor,
             validation.cases,
             validation.source,
@@ -101,4 +128,4 @@ def build_strategy(
             template=config.template,
         )
         path.write_text(choice.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    return RankerMethod(name, HybridRanker(llm, anchor, choice.weight, choice.method, name=name))
+    return HybridRanker(inner, anchor, choice.weight, choice.method, name=name)

@@ -23,6 +23,7 @@ _SPECIAL_TOKEN_SHAPES = re.compile(
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 MAX_TITLE_CHARS = 200
 MAX_REQUEST_CHARS = 1000
+MAX_HINT_CHARS = 300  # a hint quotes at most one title
 
 
 def as_data(text: str, max_chars: int) -> str:
@@ -50,8 +51,13 @@ class BuiltPrompts:
     history_dropped: int
 
 
-def _candidate_view(item: Item, label: str | None) -> dict[str, Any]:
-    return {"label": label, "id": item.id, "title": as_data(item.title, MAX_TITLE_CHARS)}
+def _candidate_view(item: Item, label: str | None, hints: list[str]) -> dict[str, Any]:
+    return {
+        "label": label,
+        "id": item.id,
+        "title": as_data(item.title, MAX_TITLE_CHARS),
+        "hints": [as_data(hint, MAX_HINT_CHARS) for hint in hints],  # empty unless the request has hints
+    }
 
 
 def build_prompts(
@@ -68,7 +74,8 @@ def build_prompts(
             )
         labels = contract.labels[: len(candidates)]
     candidate_views = [
-        _candidate_view(item, labels[i] if labels else None) for i, item in enumerate(candidates)
+        _candidate_view(item, labels[i] if labels else None, request.hints.get(item.id, []))
+        for i, item in enumerate(candidates)
     ]
 
     titles = {item.id: item for item in request.history_items}
