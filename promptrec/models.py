@@ -110,6 +110,11 @@ class RankRequest(StrictModel):
         default_factory=list,
         description="Few-shot demonstrations, shown first; as many as fit the template's demo budget.",
     )
+    hints: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Facts per candidate id (e.g. from training interactions), shown by templates that "
+        "use them (listwise_score_hints, pointwise_yesno_hints) as quoted data.",
+    )
 
     @model_validator(mode="after")
     def _check_ids(self) -> RankRequest:
@@ -121,6 +126,12 @@ class RankRequest(StrictModel):
                     "each candidate must appear once"
                 )
             seen.add(item.id)
+        unknown_hints = sorted(set(self.hints) - seen)
+        if unknown_hints:
+            raise ValueError(
+                f"hints has keys {unknown_hints[:5]} that are not candidate ids; key each hint list by the "
+                "id of the candidate it describes"
+            )
         known = {item.id for item in self.history_items}
         for position, event in enumerate(self.user.history):
             if event.item_id not in known:

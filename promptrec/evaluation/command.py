@@ -6,6 +6,7 @@ with their code. `run_evaluation` is the same thing as a Python function (tests 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -26,7 +27,7 @@ from rich.progress import (
 
 from promptrec.cli_options import with_llm_options
 from promptrec.errors import PromptrecError, RequestError
-from promptrec.evaluation import report
+from promptrec.evaluation import full_catalogue, report
 from promptrec.evaluation.protocols import (
     PUBLISHED,
     PUBLISHED_NOTES,
@@ -47,8 +48,16 @@ from promptrec.evaluation.runner import (
     read_results,
     run_method,
 )
+from promptrec.evaluation.strategy_methods import (
+    STRATEGY_METHODS,
+    Validation,
+    build_strategy,
+    fitted_retriever,
+    split_validation,
+)
 from promptrec.models import RankMode
 from promptrec.options import LLMOptions, build_llm_ranker, template_sha256
+from promptrec.strategies.memo import MemoRanker
 
 BASELINES = ("random", "popularity", "bm25", "itemknn", "embedding")
 POINTWISE_METHODS = ("llm", "random")  # a one-candidate question gives count/text baselines nothing to rank
@@ -57,8 +66,10 @@ RecommenderFactory = Callable[[], Any]
 
 def _methods(text: str | None, protocol: Protocol) -> list[str]:
     default = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES)
+    allowed = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES, *STRATEGY_METHODS)
+    if protocol is Protocol.FULL_CATALOGUE:
+        default, allowed = full_catalogue.DEFAULT_METHODS, full_catalogue.catalogue_methods()
     methods = [name.strip() for name in text.split(",") if name.strip()] if text else list(default)
-    allowed = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES)
     unknown = [name for name in methods if name not in allowed]
     if unknown or len(set(methods)) != len(methods) or not methods:
         problem = f"unknown or unsupported {unknown}" if unknown else "empty or repeated names"
@@ -92,12 +103,21 @@ def build_config(
     n_negatives: int,
     mode: RankMode | None,
     llm: LLMOptions,
+    hybrid_retriever: str | None = None,
+    validation: Path | None = None,
+    validation_limit: int | None = None,
+    validation_users: float | None = None,
+    rerank_top: int | None = None,
 ) -> RunConfig:
     protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
     chosen = _methods(methods, protocol)
     if reference is not None and reference not in chosen:
         raise RequestError(
             f"--reference {reference}: not among --methods {','.join(chosen)}; add it to --methods or drop it"
+        )
+    if validation is not None and validation_users is not None:
+        raise RequestError(
+            "--validation and --validation-users: pass one source of validation cases, not both"
         )
     run_mode = _mode(mode, protocol)
     return RunConfig(
@@ -114,6 +134,12 @@ def build_config(
         mode=run_mode.value,
         template_sha256=template_sha256(llm.template, run_mode),
         llm=llm,
+        hybrid_retriever=hybrid_retriever,
+        validation=_shown_path(validation) if validation else None,
+        validation_sha256=fingerprint(validation) if validation else None,
+        validation_limit=validation_limit,
+        validation_users=validation_users,
+        rerank_top=rerank_top,
     )
 
 
@@ -124,30 +150,35 @@ def _shown_path(path: Path) -> str:
 
 
 def _method_factory(
-    name: str, task: Task, config: RunConfig, recommender: RecommenderFactory | None
+    name: str,
+    task: Task,
+    config: RunConfig,
+    recommender: RecommenderFactory,
+    *,
+    validation: Validation | None = None,
+    out: Path | None = None,
+    console: Console | None = None,
 ) -> Callable[[], Method]:
     def build() -> Method:
         if name == "llm":
-            ranking = isinstance(task, RankingTask)
-            ranker = build_llm_ranker(
-                config.llm,
-                train_histories=task.train_histories if ranking else None,
-                catalog={item.id: item for item in task.catalog} if ranking else None,
-                seed=config.seed,
-                recommender=recommender() if recommender else None,
-            )
-            return RankerMethod(name, ranker)
+            return RankerMethod(name, recommender())
+        if name in STRATEGY_METHODS:
+            return build_strategy(name, task, validation, config, recommender(), out or Path("."), console)
         from promptrec.ranker import RetrieverRanker
-        from promptrec.retrievers import make_retriever
 
-        retriever = make_retriever(name, seed=config.seed) if name == "random" else make_retriever(name)
-        if isinstance(task, RankingTask):
-            retriever.fit(task.train_histories, {item.id: item for item in task.catalog})
-        else:  # TALLRec: only the random baseline, which learns nothing from its catalogue
-            retriever.fit({}, {item.id: item for item in (case.target_item() for case in task.cases)})
-        return RankerMethod(name, RetrieverRanker(retriever, config.seed))
+        return RankerMethod(name, RetrieverRanker(fitted_retriever(name, task, config.seed), config.seed))
 
     return build
+
+
+_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+    TextColumn("ETA"),
+    TimeRemainingColumn(),
+)
 
 
 class _ProgressBars:
@@ -169,6 +200,19 @@ class _ProgressBars:
         return update
 
 
+def _llm_ranker(config: RunConfig, task: Task | None, recommender: RecommenderFactory | None) -> Any:
+    """The run's LLM ranker (LLMOptions' strategies around the recommender); demonstrations come from the
+    task's training histories only. `recommender` replaces the loaded model (tests)."""
+    ranking = isinstance(task, RankingTask)
+    return build_llm_ranker(
+        config.llm,
+        train_histories=task.train_histories if ranking else None,
+        catalog={item.id: item for item in task.catalog} if ranking else None,
+        seed=config.seed,
+        recommender=recommender() if recommender else None,
+    )
+
+
 def run_evaluation(
     config: RunConfig,
     out: Path,
@@ -179,6 +223,10 @@ def run_evaluation(
     """Run (or resume) every method, then write metrics.json, diagnostics.json, timings.json, report.md and
     the plots into `out`. Returns the metrics."""
     console = console or Console(stderr=True)
+    if config.protocol == Protocol.FULL_CATALOGUE.value:
+        with Progress(*_COLUMNS, console=console) as progress:
+            llm = functools.cache(lambda: _llm_ranker(config, None, recommender))
+            return full_catalogue.run_full_catalogue(config, out, llm, _ProgressBars(progress).callback)
     open_run_dir(out, config)
     started = time.perf_counter()
     task = load_task(
@@ -189,20 +237,15 @@ def run_evaluation(
         n_negatives=config.n_negatives,
         seed=config.seed,
     )
+    task, validation = split_validation(task, config)
+    # One LLM for every method of the run, remembering its answers: `hybrid` reuses what `llm` ranked.
+    llm = functools.cache(lambda: MemoRanker(_llm_ranker(config, task, recommender)))
     timings = TimingLog(out)
     timings.add("load data", 0, time.perf_counter() - started, 0.0)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with Progress(*_COLUMNS, console=console) as progress:
         bars = _ProgressBars(progress)
         for name in config.methods:
-            build = _method_factory(name, task, config, recommender)
+            build = _method_factory(name, task, config, llm, validation=validation, out=out, console=console)
             run_method(
                 name,
                 build,
@@ -256,16 +299,34 @@ OutOption = Annotated[Path, _help("Run folder; run the same command again to res
 MethodsOption = Annotated[
     str | None,
     _help(
-        "Comma-separated: llm, random, popularity, bm25, itemknn, embedding (tallrec: llm, random); "
-        "all if unset."
+        "Comma-separated: llm, random, popularity, bm25, itemknn, embedding, hybrid (tallrec: llm, "
+        "random); all but the strategies if unset."
     ),
 ]
 InteractionsOption = Annotated[
     Path | None, _help("Train histories for the baselines, e.g. Games-6k.valid.inter (never a .test.inter).")
 ]
-ProtocolOption = Annotated[Protocol, _help("auto: a .json file is tallrec, anything else ranking.")]
+ProtocolOption = Annotated[
+    Protocol, _help("auto: a .json file is tallrec, anything else ranking; full-catalogue: all items (LOO).")
+]
 ReferenceOption = Annotated[str | None, _help("Method the others are compared with; random if run.")]
 ModeOption = Annotated[RankMode | None, _help("LLM mode; unset: generate (ranking), pointwise (tallrec).")]
+# Strategy options (promptrec/evaluation/strategy_methods.py).
+HybridRetrieverOption = Annotated[
+    str | None,
+    _help("Retriever the hybrid fuses with the LLM (popularity, bm25, itemknn, embedding); itemknn."),
+]
+ValidationOption = Annotated[
+    Path | None,
+    _help("Ranking set of OTHER users to choose the hybrid weight on (Games: games6k_random_cands20.jsonl)."),
+]
+ValidationLimitOption = Annotated[int | None, typer.Option(min=1, help="Use the first N validation users.")]
+ValidationUsersOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0, max=1.0, help="Hold out this share of the dataset's users for validation (e.g. 0.2)."
+    ),
+]
 
 
 @with_llm_options()
@@ -280,6 +341,14 @@ def eval_command(
     reference: ReferenceOption = None,
     n_negatives: Annotated[int, typer.Option(min=1, help="Sampled negatives per case (leave-one-out).")] = 19,
     mode: ModeOption = None,
+    hybrid_retriever: HybridRetrieverOption = None,
+    validation: ValidationOption = None,
+    validation_limit: ValidationLimitOption = None,
+    validation_users: ValidationUsersOption = None,
+    rerank_top: Annotated[
+        int | None,
+        typer.Option(min=1, help="full-catalogue: items the retriever shortlists for the LLM (20)."),
+    ] = None,
     *,
     llm: LLMOptions,
 ) -> None:
@@ -300,6 +369,11 @@ def eval_command(
             n_negatives=n_negatives,
             mode=mode,
             llm=llm,
+            hybrid_retriever=hybrid_retriever,
+            validation=validation,
+            validation_limit=validation_limit,
+            validation_users=validation_users,
+            rerank_top=rerank_top,
         )
         metrics = run_evaluation(config, out, console=console)
     except PromptrecError as error:

@@ -90,6 +90,7 @@ class Protocol(StrEnum):
     AUTO = "auto"
     RANKING = "ranking"
     TALLREC = "tallrec"
+    FULL_CATALOGUE = "full-catalogue"  # leave-one-out against every catalogue item (full_catalogue.py)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def _reference_key(path: Path, protocol: Protocol) -> str:
     return "generic"
 
 
-def _check_train_ends_with_history(
+def check_train_ends_with_history(
     cases: Sequence[RankingCase], train: dict[str, list[str]], source: str
 ) -> None:
     """Label-blind guard: each evaluated user's train history must end exactly where the case history ends.
@@ -228,7 +229,7 @@ def load_task(
     train, catalog, train_source = data.train_histories, data.catalog, "the dataset's own train histories"
     if interactions is not None:
         train, catalog = _interaction_histories(interactions, data.catalog)
-        _check_train_ends_with_history(cases, train, str(interactions))
+        check_train_ends_with_history(cases, train, str(interactions))
         train_source = f"{interactions} (each user's history plus validation item; no test target)"
     return RankingTask(
         source=str(dataset),

@@ -54,6 +54,13 @@ class RunConfig(BaseModel):
     mode: str
     template_sha256: str
     llm: LLMOptions
+    # Strategy options (promptrec/evaluation/strategy_methods.py); None when unused.
+    hybrid_retriever: str | None = None
+    validation: str | None = None
+    validation_sha256: str | None = None
+    validation_limit: int | None = None
+    validation_users: float | None = None
+    rerank_top: int | None = None
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -261,10 +268,13 @@ def run_method(
     template: str | None = None,
     on_progress: Callable[[int, int, int], None] | None = None,
     timings: TimingLog | None = None,
+    make_requests: Callable[[Sequence[Any]], list[RankRequest]] | None = None,
+    judge: Callable[[Any, Answer], dict[str, Any]] | None = None,
 ) -> MethodRun:
     """Answer every case not yet in DIR/results/<name>.jsonl; on_progress(done, total, resumed).
 
     `build` makes the method (loads a model, fits a retriever) and is only called if cases are pending.
+    A protocol with its own requests and judging (full-catalogue) passes `make_requests` and `judge`.
     """
     store = ResultStore(out / "results" / f"{name}.jsonl")
     done = store.load({case.case_id for case in task.cases})
@@ -277,7 +287,7 @@ def run_method(
     started = time.perf_counter()
     method = build()
     stats.setup_seconds = time.perf_counter() - started
-    requests = _requests(task, pending, mode, template)
+    requests = make_requests(pending) if make_requests else _requests(task, pending, mode, template)
     buffer: list[dict[str, Any]] = []
 
     def commit() -> None:
@@ -289,7 +299,8 @@ def run_method(
 
     def emit(index: int, answer: Answer) -> None:
         case = pending[index]
-        record = {"case_id": case.case_id, "history_length": history_length(case), **_judge(case, answer)}
+        judged = (judge or _judge)(case, answer)
+        record = {"case_id": case.case_id, "history_length": history_length(case), **judged}
         if answer.diagnostics is not None:
             record["diagnostics"] = answer.diagnostics
         buffer.append(record)

@@ -17,7 +17,7 @@ shared by every candidate prompt (system, demonstrations, history) stays first.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ MAX_REQUEST_CHARS = 1000
 # A demonstration shows only its user's newest items: it teaches the answer format and the task, and a
 # short history leaves the budget to the request's own history.
 DEMO_HISTORY_ITEMS = 10
+MAX_HINT_CHARS = 300  # a hint quotes at most one title
 
 
 def as_data(text: str, max_chars: int) -> str:
@@ -100,8 +101,10 @@ class _Scene:
         k: int,
         contract: OutputContract,
         max_history: int,
+        hints: Mapping[str, list[str]] | None = None,
     ):
         self.contract = contract
+        self.hints = hints or {}
         self.labels = labels
         self.candidates = candidates
         items = {item.id: item for item in history_items}
@@ -123,7 +126,12 @@ class _Scene:
 
     def candidate_views(self, text_chars: int) -> list[dict[str, Any]]:
         return [
-            {**_item_view(item, self.contract, text_chars), "label": self.labels[i] if self.labels else None}
+            {
+                **_item_view(item, self.contract, text_chars),
+                "label": self.labels[i] if self.labels else None,
+                # Empty unless the request carries hints (promptrec.strategies.hints).
+                "hints": [as_data(hint, MAX_HINT_CHARS) for hint in self.hints.get(item.id, [])],
+            }
             for i, item in enumerate(self.candidates)
         ]
 
@@ -165,8 +173,6 @@ def _demo_turns(demo: Demonstration, template: PromptTemplate, text_chars: int) 
         answer = gold_answer(contract, best_first=[names[chosen], *names[:chosen], *names[chosen + 1 :]])
     user_turn = [message for message in rendered if message.role == "user"]
     return [*user_turn, ChatMessage(role="assistant", content=contract.answer_prefix + answer)]
-
-
 def build_prompts(
     request: RankRequest, template: PromptTemplate, formatter: PromptFormatter, budget: PromptBudget
 ) -> BuiltPrompts:
@@ -180,6 +186,7 @@ def build_prompts(
         request.effective_k,
         contract,
         budget.max_history_items,
+        request.hints,
     )
 
     def render(n_history: int, n_demos: int, text_chars: int) -> list[str]:

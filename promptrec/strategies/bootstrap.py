@@ -41,9 +41,9 @@ def _pass_points(ranked: RankedList, ids: Sequence[str]) -> np.ndarray:
         if not finite.any():
             return np.zeros(len(ids))
         low, high = values[finite].min(), values[finite].max()
-        spread = high - low
-        normalised = (values - low) / spread if spread > 0 else np.full(len(ids), 0.5)
-        return np.where(finite, normalised, 0.0)
+        points = np.zeros(len(ids))  # a non-finite score (a back-filled candidate) earns nothing
+        points[finite] = (values[finite] - low) / (high - low) if high > low else 0.5
+        return points
     return np.array([len(ids) - position[item_id] for item_id in ids], dtype=float)
 
 
