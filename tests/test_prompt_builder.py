@@ -2,7 +2,7 @@ import pytest
 
 from promptrec.errors import RequestError
 from promptrec.models import Interaction, Item, RankMode, RankRequest, UserContext
-from promptrec.prompting.builder import PromptBudget, as_data, build_prompts
+from promptrec.prompting.builder import PromptBudget, build_prompts
 from promptrec.prompting.templates import TemplateLibrary
 from tests.fake_backend import ScriptedBackend
 
@@ -98,8 +98,3 @@ def test_hostile_titles_and_requests_stay_inert_data():
     assert text.count("</candidates>") == 1 and text.count("</user_request>") == 1
     candidate_lines = [line for line in text.splitlines() if line.startswith("[")]
     assert len(candidate_lines) == 2  # the newline in the title did not create a new line
-
-
-def test_as_data_flattens_and_truncates():
-    assert as_data("a\n\tb  <|x|> c", 100) == "a b c"
-    assert len(as_data("word " * 100, 20)) == 20

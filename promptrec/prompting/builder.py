@@ -1,36 +1,36 @@
 """Turn a rank request into finished prompt strings that fit the model's context.
 
 The history is cut to the token budget (context - answer reserve - everything else in the prompt),
-keeping the newest items. Titles and user text are treated as data: control characters, chat-template
-special tokens and our own delimiters are removed before they reach a template, so they cannot end a
-message, open a new turn, or close the delimited block they sit in.
+keeping the newest items. Titles and user text are treated as data (promptrec.prompting.sanitize): they
+reach a template as JSON string literals, already normalised and stripped of control and format
+characters, of the model's own special tokens and of our delimiters, so they cannot end a message, open
+a new turn, close their quoted field or the delimited block they sit in.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from promptrec.errors import RequestError
 from promptrec.models import Item, RankMode, RankRequest
 from promptrec.prompting.formatter import PromptFormatter
+from promptrec.prompting.sanitize import TextSanitizer
 from promptrec.prompting.templates import PromptTemplate
 
-_SPECIAL_TOKEN_SHAPES = re.compile(
-    r"<\|[^|<>]{0,40}\|>|</?s>|\[/?INST\]|</?think>|</?(?:user_request|history|candidates)>", re.IGNORECASE
-)
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 MAX_TITLE_CHARS = 200
 MAX_REQUEST_CHARS = 1000
 
 
-def as_data(text: str, max_chars: int) -> str:
-    """Flatten free text into one inert line for a prompt."""
-    text = _SPECIAL_TOKEN_SHAPES.sub(" ", text)
-    text = _CONTROL_CHARACTERS.sub(" ", text)
-    text = " ".join(text.split())
-    return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+def _literal(sanitizer: TextSanitizer, text: str, max_chars: int, field: str) -> str:
+    """`text` as an inert JSON literal; a RequestError naming `field` if nothing is left after cleaning."""
+    literal = sanitizer.literal(text, max_chars)
+    if literal == '""':
+        raise RequestError(
+            f"{field}: {text[:60]!r} is empty once control characters, special tokens and delimiters "
+            "are removed; give it readable text"
+        )
+    return literal
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,16 @@ class BuiltPrompts:
     history_dropped: int
 
 
-def _candidate_view(item: Item, label: str | None) -> dict[str, Any]:
-    return {"label": label, "id": item.id, "title": as_data(item.title, MAX_TITLE_CHARS)}
+def _candidate_view(sanitizer: TextSanitizer, position: int, item: Item, label: str | None) -> dict[str, Any]:
+    field = f"candidates[{position}] (id {item.id!r}).title"
+    return {"label": label, "id": item.id, "title": _literal(sanitizer, item.title, MAX_TITLE_CHARS, field)}
 
 
 def build_prompts(
     request: RankRequest, template: PromptTemplate, formatter: PromptFormatter, budget: PromptBudget
 ) -> BuiltPrompts:
     contract = template.contract
+    sanitizer = TextSanitizer(formatter.special_tokens)
     candidates = request.candidates
     labels: list[str] = []
     if contract.identifiers == "labels":
@@ -68,23 +70,36 @@ def build_prompts(
             )
         labels = contract.labels[: len(candidates)]
     candidate_views = [
-        _candidate_view(item, labels[i] if labels else None) for i, item in enumerate(candidates)
+        _candidate_view(sanitizer, i, item, labels[i] if labels else None)
+        for i, item in enumerate(candidates)
     ]
 
-    titles = {item.id: item for item in request.history_items}
+    titles = {item.id: item.title for item in request.history_items}
     history = [
         {
-            "title": as_data(titles[event.item_id].title, MAX_TITLE_CHARS),
+            "title": _literal(
+                sanitizer,
+                titles[event.item_id],
+                MAX_TITLE_CHARS,
+                f"history_items (id {event.item_id!r}).title",
+            ),
             "rating": event.rating,
-            "event": event.event,
+            "event": _literal(sanitizer, event.event, MAX_TITLE_CHARS, f"user.history[{i}].event")
+            if event.event
+            else None,
         }
-        for event in request.user.history
+        for i, event in enumerate(request.user.history)
     ]
     kept_by_count = history[-budget.max_history_items :] if budget.max_history_items else []
     user = request.user
     shared = {
-        "user_request": as_data(user.request, MAX_REQUEST_CHARS) if user.request else None,
-        "preferences": [as_data(text, MAX_REQUEST_CHARS) for text in user.preferences],
+        "user_request": _literal(sanitizer, user.request, MAX_REQUEST_CHARS, "user.request")
+        if user.request
+        else None,
+        "preferences": [
+            _literal(sanitizer, text, MAX_REQUEST_CHARS, f"user.preferences[{i}]")
+            for i, text in enumerate(user.preferences)
+        ],
         "candidates": candidate_views,
         "k": request.effective_k,
     }
@@ -93,7 +108,9 @@ def build_prompts(
         variables = {**shared, "history": kept_by_count[len(kept_by_count) - n_history :]}
         if contract.mode is RankMode.POINTWISE:
             return [
-                formatter.format_chat(template.render({**variables, "candidate": view}), contract.answer_prefix)
+                formatter.format_chat(
+                    template.render({**variables, "candidate": view}), contract.answer_prefix
+                )
                 for view in candidate_views
             ]
         return [formatter.format_chat(template.render(variables), contract.answer_prefix)]
