@@ -139,13 +139,18 @@ class Diagnostics(StrictModel):
     mode: RankMode = RankMode.GENERATE
     template: str = ""
     backfill_order: Literal["candidate_order"] = "candidate_order"
+    nonfinite_scores: int = Field(
+        default=0, description="Scores that were NaN or +-infinity: reported as null, never as non-JSON."
+    )
 
 
 class RankedList(StrictModel):
     """The answer: an ordering of (the first k of) the candidate set, always."""
 
     item_ids: list[str]
-    scores: list[float] | None = None
+    scores: list[float | None] | None = Field(
+        default=None, description="Score per item (score modes); null where the model gave no finite score."
+    )
     sources: list[ItemSource]
     diagnostics: Diagnostics
 
