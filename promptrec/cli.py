@@ -15,7 +15,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
+from promptrec.cli_options import (
+    BackendOption,
+    BaseUrlOption,
+    FallbackOption,
+    MaxHistoryOption,
+    ModelOption,
+    TemplateOption,
+    TimeoutOption,
+)
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation.command import eval_command
 from promptrec.models import RankMode
@@ -43,13 +51,17 @@ def exits_on_error(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def make_recommender(backend: str, model: str | None, base_url: str | None, max_history: int) -> Any:
+def make_recommender(
+    backend: str, model: str | None, base_url: str | None, max_history: int, **extra: Any
+) -> Any:
+    """`extra`: further Recommender.load options; those left None are not passed."""
     from promptrec.prompting.builder import PromptBudget
     from promptrec.recommender import Recommender
 
     options: dict[str, Any] = {"budget": PromptBudget(max_history_items=max_history)}
     if base_url:
         options["base_url"] = base_url
+    options |= {name: value for name, value in extra.items() if value is not None}
     with stderr.status(f"loading the {backend} backend..."):
         return Recommender.load(backend, model, **options)
 
@@ -82,6 +94,11 @@ def rank(
     k: Annotated[int | None, typer.Option(min=1, help="Return the top k only.")] = None,
     base_url: BaseUrlOption = None,
     max_history: MaxHistoryOption = 50,
+    timeout: TimeoutOption = None,
+    fallback: FallbackOption = None,
+    show_prompt: Annotated[
+        bool, typer.Option("--show-prompt", help="Print exactly what the model received to stderr, too.")
+    ] = False,
 ) -> None:
     """Rank one user's candidates and print the ranked list as JSON."""
     from promptrec.validation import parse_request
@@ -100,8 +117,12 @@ def rank(
             raise RequestError("--user is required with --dataset")
         case = load_dataset(dataset).case_for_user(user)
         rank_request = case.to_request(mode=mode, template=template, k=k)
-    recommender = make_recommender(backend, model, base_url, max_history)
+    recommender = make_recommender(
+        backend, model, base_url, max_history, timeout_s=timeout, fallback=fallback, keep_prompts=show_prompt
+    )
     ranked = recommender.rank(rank_request)
+    for number, prompt in enumerate(ranked.diagnostics.prompts or [], start=1):
+        typer.echo(f"----- prompt {number} (verbatim, chat template applied) -----\n{prompt}", err=True)
     payload = {"user_id": rank_request.user.user_id, **ranked.model_dump(mode="json")}
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 

@@ -17,3 +17,16 @@ BaseUrlOption = Annotated[
     str | None, typer.Option(help="Server URL for --backend openai, e.g. http://127.0.0.1:8000/v1")
 ]
 MaxHistoryOption = Annotated[int, typer.Option(help="Newest history items offered to the prompt budget.")]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=0.001,
+        help="Deadline in seconds of each backend call (transformers and openai backends); a later answer is "
+        "a backend error (exit 4).",
+    ),
+]
+FallbackOption = Annotated[
+    str | None,
+    typer.Option(help="'retriever': if the backend fails, answer in candidate order, marked 'fallback'."),
+]

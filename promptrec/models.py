@@ -7,9 +7,12 @@ Every model forbids unknown fields, so a misspelt field in a request fails loudl
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+# Text kept byte for byte (StrictModel strips whitespace from every other string).
+VerbatimText = Annotated[str, StringConstraints(strip_whitespace=False)]
 
 
 class StrictModel(BaseModel):
@@ -114,6 +117,7 @@ class RankRequest(StrictModel):
 class ItemSource(StrEnum):
     MODEL = "model"
     BACKFILL = "backfill"
+    FALLBACK = "fallback"  # the backend failed; a retriever (or candidate order) ranked this list
 
 
 class ParseStatus(StrEnum):
@@ -139,6 +143,15 @@ class Diagnostics(StrictModel):
     mode: RankMode = RankMode.GENERATE
     template: str = ""
     backfill_order: Literal["candidate_order"] = "candidate_order"
+    prompts: list[VerbatimText] | None = Field(
+        default=None,
+        description="Exactly the text the model received, chat template applied (one per pointwise candidate); "
+        "kept only with Recommender(keep_prompts=True) or `promptrec rank --show-prompt`.",
+    )
+    fallback_reason: str | None = Field(
+        default=None,
+        description="Set when the backend failed and a fallback ranked the list: why, and by what.",
+    )
     nonfinite_scores: int = Field(
         default=0, description="Scores that were NaN or +-infinity: reported as null, never as non-JSON."
     )

@@ -158,3 +158,15 @@ def test_nan_and_infinite_log_probabilities_never_reach_json(bundled_model_dir):
     assert ranked.item_ids == ["2", "1", "0"] and ranked.scores == [-1.0, None, None]
     assert ranked.diagnostics.nonfinite_scores == 2
     assert '"scores": [-1.0, null, null]' in output
+
+
+def test_the_transformers_backend_keeps_its_deadline_too(tiny_llama_dir):
+    from promptrec.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(tiny_llama_dir, timeout_s=0.001, batch_size=1)
+    with pytest.raises(BackendError, match="deadline of 0.001 s"):
+        backend.generate(["hello there"] * 3, GenerationConfig(max_new_tokens=50))
+    with pytest.raises(BackendError, match="deadline of 0.001 s"):
+        backend.next_token_logprobs(["hello there"] * 3, ["A", "B"])
+    backend.timeout_s = 60
+    assert len(backend.next_token_logprobs(["hello there"] * 3, ["A", "B"])) == 3
