@@ -145,8 +145,8 @@ class Diagnostics(StrictModel):
     backfill_order: Literal["candidate_order"] = "candidate_order"
     prompts: list[VerbatimText] | None = Field(
         default=None,
-        description="Exactly the text the model received, chat template applied (one per pointwise candidate); "
-        "kept only with Recommender(keep_prompts=True) or `promptrec rank --show-prompt`.",
+        description="Exactly the text the model received, chat template applied (one per pointwise "
+        "candidate); kept only with Recommender(keep_prompts=True) or `promptrec rank --show-prompt`.",
     )
     fallback_reason: str | None = Field(
         default=None,
