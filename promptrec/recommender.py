@@ -74,7 +74,9 @@ class Recommender:
 
         recommender_options = {
             name: options.pop(name)
-            for name in ("budget", "constrained", "batch_size", "fallback", "fallback_retriever", "keep_prompts")
+            for name in (
+                "budget", "constrained", "batch_size", "fallback", "fallback_retriever", "keep_prompts"
+            )  # fmt: skip
             if name in options
         }
         return cls(load_backend(backend, model, **options), **recommender_options)

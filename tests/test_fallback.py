@@ -1,4 +1,4 @@
-"""Recommender(fallback="retriever"): a failing backend yields a ranking marked as fallback, never silently."""
+"""Recommender(fallback="retriever"): a failing backend yields a ranking marked as fallback, never silent."""
 
 from __future__ import annotations
 
