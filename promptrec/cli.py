@@ -66,11 +66,14 @@ def make_recommender(
         return Recommender.load(backend, model, **options)
 
 
-def _read_request_text(source: str) -> str:
+def _read_request_bytes(source: str, max_bytes: int) -> bytes:
+    """At most max_bytes + 1 bytes, so an oversized request is refused (by parse_request) unread."""
     if source == "-":
-        return sys.stdin.read()
+        stream = getattr(sys.stdin, "buffer", None)
+        return stream.read(max_bytes + 1) if stream else sys.stdin.read(max_bytes + 1).encode()
     try:
-        return Path(source).read_text(encoding="utf-8")
+        with Path(source).open("rb") as handle:
+            return handle.read(max_bytes + 1)
     except OSError as error:
         raise RequestError(
             f"--request {source}: cannot read the file ({error.strerror}); give a JSON file or '-'"
@@ -101,12 +104,12 @@ def rank(
     ] = False,
 ) -> None:
     """Rank one user's candidates and print the ranked list as JSON."""
-    from promptrec.validation import parse_request
+    from promptrec.validation import DEFAULT_LIMITS, parse_request
 
     if (request is None) == (dataset is None):
         raise RequestError("give either --request FILE|- or --dataset PATH --user ID")
     if request is not None:
-        rank_request = parse_request(_read_request_text(request))
+        rank_request = parse_request(_read_request_bytes(request, DEFAULT_LIMITS.max_bytes))
         rank_request = rank_request.model_copy(
             update={"mode": mode, "template": template or rank_request.template, "k": k or rank_request.k}
         )

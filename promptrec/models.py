@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 VerbatimText = Annotated[str, StringConstraints(strip_whitespace=False)]
 
 
+def _id_text(value: Any, name: str) -> Any:
+    """Ids are strings or integers (kept as their decimal text); a boolean is never an id."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a string or an integer, not a boolean")
+    return str(value) if isinstance(value, int) else value
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -27,24 +34,18 @@ class Item(StrictModel):
     text: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("id", mode="before")
-    @classmethod
-    def _coerce_id(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+    _id_is_text = field_validator("id", mode="before")(lambda value: _id_text(value, "id"))
 
 
 class Interaction(StrictModel):
     """One thing a user did with an item, in chronological order within a history."""
 
     item_id: str = Field(min_length=1)
-    timestamp: float | None = None
-    rating: float | None = None
+    timestamp: float | None = Field(default=None, allow_inf_nan=False, strict=True)
+    rating: float | None = Field(default=None, allow_inf_nan=False, strict=True)
     event: str | None = None
 
-    @field_validator("item_id", mode="before")
-    @classmethod
-    def _coerce_id(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+    _id_is_text = field_validator("item_id", mode="before")(lambda value: _id_text(value, "item_id"))
 
 
 class UserContext(StrictModel):
@@ -79,7 +80,7 @@ class RankRequest(StrictModel):
     user: UserContext
     candidates: list[Item] = Field(min_length=1)
     k: int | None = Field(
-        default=None, ge=1, description="Length of the returned list; all candidates if unset."
+        default=None, ge=1, strict=True, description="Length of the returned list; all candidates if unset."
     )
     template: str | None = Field(
         default=None, description="Template name in prompts/; the mode's default if unset."

@@ -22,7 +22,7 @@ from promptrec.prompting.builder import BuiltPrompts, PromptBudget, build_prompt
 from promptrec.prompting.constraints import answer_constraint
 from promptrec.prompting.templates import PromptTemplate, TemplateLibrary
 from promptrec.retrievers.base import Retriever
-from promptrec.validation import parse_request
+from promptrec.validation import DEFAULT_LIMITS, RequestLimits, parse_request
 
 ResultCallback = Callable[[int, RankedList], None]
 
@@ -41,6 +41,7 @@ class Recommender:
         fallback_retriever: a fitted retriever for the fallback.
         keep_prompts: put the exact prompt strings sent to the backend in `Diagnostics.prompts` (debugging
             a template); off by default, as prompts are large and may hold the user's own words.
+        request_limits: size, nesting and candidate-count limits every request is validated against.
     """
 
     def __init__(
@@ -54,12 +55,14 @@ class Recommender:
         fallback: str | None = None,
         fallback_retriever: Retriever | None = None,
         keep_prompts: bool = False,
+        request_limits: RequestLimits = DEFAULT_LIMITS,
     ):
         if fallback not in FALLBACK_CHOICES:
             raise RequestError(f"fallback={fallback!r} is not one of {FALLBACK_CHOICES}")
         self.fallback = fallback
         self.fallback_retriever = fallback_retriever
         self.keep_prompts = keep_prompts
+        self.request_limits = request_limits
         self.backend = backend
         self.templates = templates or TemplateLibrary()
         self.budget = budget or PromptBudget()
@@ -75,7 +78,8 @@ class Recommender:
         recommender_options = {
             name: options.pop(name)
             for name in (
-                "budget", "constrained", "batch_size", "fallback", "fallback_retriever", "keep_prompts"
+                "budget", "constrained", "batch_size", "fallback", "fallback_retriever", "keep_prompts",
+                "request_limits",
             )  # fmt: skip
             if name in options
         }
@@ -90,7 +94,7 @@ class Recommender:
         on_result: ResultCallback | None = None,
     ) -> list[RankedList]:
         """Rank every request; `on_result(index, ranked)` fires as each batch finishes (progress, resume)."""
-        validated = [parse_request(request) for request in requests]
+        validated = [parse_request(request, self.request_limits) for request in requests]
         results: list[RankedList | None] = [None] * len(validated)
         indices = iter(range(len(validated)))
         while chunk := list(islice(indices, self.batch_size)):
