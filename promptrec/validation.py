@@ -113,7 +113,8 @@ def _check_structure(data: Any, max_depth: int) -> None:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 raise RequestError(
-                    f"request: text {value[:40]!r} holds an unpaired surrogate (\\ud800-\\udfff); send valid Unicode"
+                    f"request: text {value[:40]!r} holds an unpaired surrogate (\\ud800-\\udfff); "
+                    "send valid Unicode"
                 ) from None
         if isinstance(value, dict):
             stack.extend((key, depth) for key in value)
@@ -128,8 +129,8 @@ def _check_counts(request: RankRequest, limits: RequestLimits) -> None:
     most = limits.max_candidates.get(request.mode)
     if most is not None and len(request.candidates) > most:
         raise RequestError(
-            f"request.candidates: {len(request.candidates)} candidates, but {request.mode.value} mode takes at "
-            f"most {most}; pre-filter with a retriever, or raise RequestLimits.max_candidates"
+            f"request.candidates: {len(request.candidates)} candidates, but {request.mode.value} mode takes "
+            f"at most {most}; pre-filter with a retriever, or raise RequestLimits.max_candidates"
         )
     if len(request.user.history) > limits.max_history:
         raise RequestError(

@@ -1,4 +1,4 @@
-"""Hostile requests through the public entry points: each one a typed RequestError/TemplateError, no traceback."""
+"""Hostile requests through the public entry points: each a typed RequestError/TemplateError, no traceback."""
 
 from __future__ import annotations
 

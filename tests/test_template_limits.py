@@ -53,7 +53,8 @@ def test_a_missing_template_lists_the_available_ones():
         ("{{ 10 ** 100000000 }}", "power"),
         ("{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}", "more than 200000 characters"),
         (
-            "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "{% set ns = namespace(s='ab') %}{% for i in range(60) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
             "more than 200000 characters",
         ),
         (
