@@ -26,6 +26,7 @@ from rich.progress import (
 from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation import report
+from promptrec.evaluation.leakage import refuse_leaking_training_data
 from promptrec.evaluation.protocols import (
     PUBLISHED,
     PUBLISHED_NOTES,
@@ -147,6 +148,7 @@ def _method_factory(
 
         retriever = make_retriever(name, seed=config.seed) if name == "random" else make_retriever(name)
         if isinstance(task, RankingTask):
+            refuse_leaking_training_data(task.cases, task.train_histories, task.train_source)
             retriever.fit(task.train_histories, {item.id: item for item in task.catalog})
         else:  # TALLRec: only the random baseline, which learns nothing from its catalogue
             retriever.fit({}, {item.id: item for item in (case.target_item() for case in task.cases)})
