@@ -56,7 +56,7 @@ def refuse_leaking_training_data(
         raise DataError(
             f"{len(leaked)} of {len(cases)} cases ({100 * len(leaked) / len(cases):.1f}%, e.g. {leaked[:3]}) "
             f"have their target inside the baselines' training data ({train_source}): the rows look like "
-            "successive prefixes of the same sequences, so a baseline fitted on them would learn the targets. "
-            "Pass a proper training log with --interactions (histories that end before each case's target), or "
-            "evaluate only the LLM (--methods llm), which is fitted on nothing"
+            "successive prefixes of the same sequences, so a baseline fitted on them would learn the "
+            "targets. Pass a proper training log with --interactions (histories that end before each "
+            "case's target), or evaluate only the LLM (--methods llm), which is fitted on nothing"
         )
