@@ -99,6 +99,10 @@ def rank(
     max_history: MaxHistoryOption = 50,
     timeout: TimeoutOption = None,
     fallback: FallbackOption = None,
+    redact_contacts: Annotated[
+        bool,
+        typer.Option("--redact-contacts", help="Replace e-mail addresses and phone numbers in the request."),
+    ] = False,
     show_prompt: Annotated[
         bool, typer.Option("--show-prompt", help="Print exactly what the model received to stderr, too.")
     ] = False,
@@ -121,7 +125,14 @@ def rank(
         case = load_dataset(dataset).case_for_user(user)
         rank_request = case.to_request(mode=mode, template=template, k=k)
     recommender = make_recommender(
-        backend, model, base_url, max_history, timeout_s=timeout, fallback=fallback, keep_prompts=show_prompt
+        backend,
+        model,
+        base_url,
+        max_history,
+        timeout_s=timeout,
+        fallback=fallback,
+        keep_prompts=show_prompt,
+        redact_contacts=redact_contacts,
     )
     ranked = recommender.rank(rank_request)
     for number, prompt in enumerate(ranked.diagnostics.prompts or [], start=1):

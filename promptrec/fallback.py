@@ -33,7 +33,8 @@ def fallback_ranking(
         scores, ranker = [by_id[item_id] for item_id in ranked], f"the {retriever.name} retriever"
     k = request.effective_k
     reason = f"backend {backend} failed ({error}); ranked by {ranker}"
-    logger.warning("fallback ranking: %s", reason)
+    # The error text may quote the server, which may quote the prompt: only its type goes to the log.
+    logger.warning("backend %s failed (%s); ranked by %s instead", backend, type(error).__name__, ranker)
     return RankedList(
         item_ids=ranked[:k],
         scores=scores[:k] if scores is not None else None,

@@ -42,6 +42,8 @@ class Recommender:
         keep_prompts: put the exact prompt strings sent to the backend in `Diagnostics.prompts` (debugging
             a template); off by default, as prompts are large and may hold the user's own words.
         request_limits: size, nesting and candidate-count limits every request is validated against.
+        redact_contacts: replace e-mail addresses and phone numbers in the user's request and preferences
+            by placeholders before they reach the prompt.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class Recommender:
         fallback_retriever: Retriever | None = None,
         keep_prompts: bool = False,
         request_limits: RequestLimits = DEFAULT_LIMITS,
+        redact_contacts: bool = False,
     ):
         if fallback not in FALLBACK_CHOICES:
             raise RequestError(f"fallback={fallback!r} is not one of {FALLBACK_CHOICES}")
@@ -63,6 +66,7 @@ class Recommender:
         self.fallback_retriever = fallback_retriever
         self.keep_prompts = keep_prompts
         self.request_limits = request_limits
+        self.redact_contacts = redact_contacts
         self.backend = backend
         self.templates = templates or TemplateLibrary()
         self.budget = budget or PromptBudget()
@@ -79,7 +83,7 @@ class Recommender:
             name: options.pop(name)
             for name in (
                 "budget", "constrained", "batch_size", "fallback", "fallback_retriever", "keep_prompts",
-                "request_limits",
+                "request_limits", "redact_contacts",
             )  # fmt: skip
             if name in options
         }
@@ -125,7 +129,12 @@ class Recommender:
             ]
 
     def _rank_group(self, requests: Sequence[RankRequest], template: PromptTemplate) -> list[RankedList]:
-        prompts = [build_prompts(request, template, self.backend.formatter, self.budget) for request in requests]
+        prompts = [
+            build_prompts(
+                request, template, self.backend.formatter, self.budget, redact_contacts=self.redact_contacts
+            )
+            for request in requests
+        ]
         started = time.perf_counter()
         mode = template.contract.mode
         if mode is RankMode.GENERATE:

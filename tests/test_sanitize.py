@@ -115,3 +115,41 @@ def test_text_empty_after_cleaning_is_rejected_naming_the_record(where):
     ]
     with pytest.raises(RequestError, match=expected):
         build_prompts(request, LIBRARY.get(None, RankMode.SCORE), ScriptedBackend(), PromptBudget())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail jane.doe+shop@example.co.uk now", "mail [email] now"),
+        ("jane\u200b.doe@exam\u200dple.com", "[email]"),  # zero-width characters cannot hide it
+        ("call +44 20 7946 0958 or (555) 123-4567", "call [phone] or [phone]"),
+        ("\uff15\uff15\uff15\uff11\uff12\uff13\uff14\uff15\uff16\uff17", "[phone]"),  # full-width digits
+        ("games from 1999-2005 like Alien (1979)", "games from 1999-2005 like Alien (1979)"),
+    ],
+)
+def test_contact_details_are_redacted_on_request(text, expected):
+    assert PLAIN.clean(text, 200, redact=True) == expected
+    assert PLAIN.clean(text, 200) != expected or expected == text  # only when asked
+
+
+def test_redaction_reaches_the_prompt_and_logs_hold_no_user_text(caplog):
+    from promptrec.errors import BackendError
+    from promptrec.recommender import Recommender
+
+    def fail(*_: object) -> list[float]:
+        raise BackendError("HTTP 400: your prompt 'secret-title call me at jane@example.com' is too long")
+
+    request = {
+        "user": {"request": "call me at jane@example.com or 0176 12345678", "preferences": ["mail: a@b.io"]},
+        "candidates": [{"id": "a", "title": "secret-title"}, {"id": "b", "title": "Other"}],
+        "mode": "score",
+    }
+    seen = ScriptedBackend()
+    ranked = Recommender(seen, redact_contacts=True, keep_prompts=True).rank(request)
+    prompt = ranked.diagnostics.prompts[0]
+    assert '"call me at [email] or [phone]"' in prompt and '"mail: [email]"' in prompt
+    assert "jane@example.com" not in "".join(seen.prompts_seen)
+    with caplog.at_level("WARNING"):
+        Recommender(ScriptedBackend(label_scores=fail), fallback="retriever").rank(request)
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "BackendError" in logged and "secret-title" not in logged and "jane@" not in logged

@@ -22,9 +22,9 @@ MAX_TITLE_CHARS = 200
 MAX_REQUEST_CHARS = 1000
 
 
-def _literal(sanitizer: TextSanitizer, text: str, max_chars: int, field: str) -> str:
+def _literal(sanitizer: TextSanitizer, text: str, max_chars: int, field: str, redact: bool = False) -> str:
     """`text` as an inert JSON literal; a RequestError naming `field` if nothing is left after cleaning."""
-    literal = sanitizer.literal(text, max_chars)
+    literal = sanitizer.literal(text, max_chars, redact)
     if literal == '""':
         raise RequestError(
             f"{field}: {text[:60]!r} is empty once control characters, special tokens and delimiters "
@@ -56,8 +56,15 @@ def _candidate_view(sanitizer: TextSanitizer, position: int, item: Item, label: 
 
 
 def build_prompts(
-    request: RankRequest, template: PromptTemplate, formatter: PromptFormatter, budget: PromptBudget
+    request: RankRequest,
+    template: PromptTemplate,
+    formatter: PromptFormatter,
+    budget: PromptBudget,
+    *,
+    redact_contacts: bool = False,
 ) -> BuiltPrompts:
+    """The request's prompts; `redact_contacts` removes e-mail addresses and phone numbers from the user's
+    own words (request and preferences) first."""
     contract = template.contract
     sanitizer = TextSanitizer(formatter.special_tokens)
     candidates = request.candidates
@@ -93,11 +100,11 @@ def build_prompts(
     kept_by_count = history[-budget.max_history_items :] if budget.max_history_items else []
     user = request.user
     shared = {
-        "user_request": _literal(sanitizer, user.request, MAX_REQUEST_CHARS, "user.request")
+        "user_request": _literal(sanitizer, user.request, MAX_REQUEST_CHARS, "user.request", redact_contacts)
         if user.request
         else None,
         "preferences": [
-            _literal(sanitizer, text, MAX_REQUEST_CHARS, f"user.preferences[{i}]")
+            _literal(sanitizer, text, MAX_REQUEST_CHARS, f"user.preferences[{i}]", redact_contacts)
             for i, text in enumerate(user.preferences)
         ],
         "candidates": candidate_views,

@@ -4,8 +4,9 @@ Order matters, each step closing a way around the next:
 1. NFKC normalisation, so full-width or compatibility look-alikes (`＜／candidates＞`) become the
    plain characters the later checks look for;
 2. format characters (Unicode category Cf: bidi overrides and isolates, zero-width joiners/spaces, BOM,
-   soft hyphen) are deleted, so they can neither reorder what a reader sees nor split a tag
-   (`</candi\u200bdates>`) past the checks; control characters become spaces;
+   soft hyphen) and unpaired surrogates are deleted, so they can neither reorder what a reader sees nor
+   split a tag (`</candi\u200bdates>`) past the checks; control characters become spaces; optionally,
+   e-mail addresses and phone numbers are replaced by placeholders (promptrec.prompting.redact);
 3. every special or added token of the model's own tokenizer is removed, repeatedly, because a removal
    can join the halves of a new one (`<|im_<|im_end|>start|>`);
 4. our delimiter tags and common chat-marker shapes are removed, ignoring case and inner spaces.
@@ -21,6 +22,8 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable
+
+from promptrec.prompting.redact import redact_contacts
 
 # The tags our templates use to delimit data, plus chat-marker shapes of common model families; matched
 # with any case and any spaces inside the angle brackets (`</CANDIDATES >`, `< / history>`).
@@ -45,11 +48,14 @@ class TextSanitizer:
         tokens = sorted({token for token in special_tokens if token and token.strip()}, key=len, reverse=True)
         self._special = re.compile("|".join(re.escape(token) for token in tokens)) if tokens else None
 
-    def clean(self, text: str, max_chars: int) -> str:
-        """One inert line: normalised, without format/control characters, special tokens or delimiters."""
+    def clean(self, text: str, max_chars: int, redact: bool = False) -> str:
+        """One inert line: normalised, without format/control characters, special tokens or delimiters;
+        with `redact`, also without e-mail addresses and phone numbers (promptrec.prompting.redact)."""
         text = unicodedata.normalize("NFKC", text)
-        text = "".join(char for char in text if unicodedata.category(char) != "Cf")
+        text = "".join(char for char in text if unicodedata.category(char) not in ("Cf", "Cs"))
         text = _CONTROL.sub(" ", text)
+        if redact:
+            text = redact_contacts(text)
         previous = None
         while text != previous:  # a removal can join two halves into a new token or tag
             previous = text
@@ -59,6 +65,6 @@ class TextSanitizer:
         text = " ".join(text.split())
         return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
 
-    def literal(self, text: str, max_chars: int) -> str:
+    def literal(self, text: str, max_chars: int, redact: bool = False) -> str:
         """`clean(text)` as a JSON string literal, quotes included: the value cannot end its own field."""
-        return json.dumps(self.clean(text, max_chars), ensure_ascii=False)
+        return json.dumps(self.clean(text, max_chars, redact), ensure_ascii=False)
