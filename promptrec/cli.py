@@ -44,7 +44,7 @@ def exits_on_error(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def make_ranker(options: LLMOptions, dataset: Any = None) -> Any:
+def make_ranker(options: LLMOptions, dataset: Any = None, keep_prompts: bool = False) -> Any:
     """The LLM ranker `options` describe; demonstrations come from `dataset`'s training histories."""
     from promptrec.options import build_llm_ranker
 
@@ -60,14 +60,17 @@ def make_ranker(options: LLMOptions, dataset: Any = None) -> Any:
             "histories: rank with --dataset PATH --user ID, or use --demo-selector self"
         )
     with stderr.status(f"loading the {options.backend} backend..."):
-        return build_llm_ranker(options, **pool)
+        return build_llm_ranker(options, keep_prompts=keep_prompts, **pool)
 
 
-def _read_request_text(source: str) -> str:
+def _read_request_bytes(source: str, max_bytes: int) -> bytes:
+    """At most max_bytes + 1 bytes, so an oversized request is refused (by parse_request) unread."""
     if source == "-":
-        return sys.stdin.read()
+        stream = getattr(sys.stdin, "buffer", None)
+        return stream.read(max_bytes + 1) if stream else sys.stdin.read(max_bytes + 1).encode()
     try:
-        return Path(source).read_text(encoding="utf-8")
+        with Path(source).open("rb") as handle:
+            return handle.read(max_bytes + 1)
     except OSError as error:
         raise RequestError(
             f"--request {source}: cannot read the file ({error.strerror}); give a JSON file or '-'"
@@ -93,6 +96,9 @@ def rank(
         ),
     ] = None,
     k: Annotated[int | None, typer.Option(min=1, help="Return the top k only.")] = None,
+    show_prompt: Annotated[
+        bool, typer.Option("--show-prompt", help="Print exactly what the model received to stderr, too.")
+    ] = False,
     *,
     llm: LLMOptions,
 ) -> None:
@@ -100,13 +106,13 @@ def rank(
 
     Fields of a --request win over option defaults; an option given explicitly wins over the request.
     """
-    from promptrec.validation import parse_request
+    from promptrec.validation import DEFAULT_LIMITS, parse_request
 
     if (request is None) == (dataset is None):
         raise RequestError("give either --request FILE|- or --dataset PATH --user ID")
     loaded = None
     if request is not None:
-        rank_request = parse_request(_read_request_text(request))
+        rank_request = parse_request(_read_request_bytes(request, DEFAULT_LIMITS.max_bytes))
         explicit = {"mode": mode, "template": llm.template, "k": k}
         rank_request = rank_request.model_copy(
             update={field: value for field, value in explicit.items() if value is not None}
@@ -120,7 +126,9 @@ def rank(
         rank_request = loaded.case_for_user(user).to_request(
             mode=mode or RankMode.GENERATE, template=llm.template, k=k
         )
-    ranked = make_ranker(llm, loaded).rank_many([rank_request])[0]
+    ranked = make_ranker(llm, loaded, keep_prompts=show_prompt).rank_many([rank_request])[0]
+    for number, prompt in enumerate(ranked.diagnostics.prompts or [], start=1):
+        typer.echo(f"----- prompt {number} (verbatim, chat template applied) -----\n{prompt}", err=True)
     payload = {"user_id": rank_request.user.user_id, **ranked.model_dump(mode="json")}
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 

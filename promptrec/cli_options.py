@@ -38,6 +38,9 @@ def _cli_type(annotation: Any) -> Any:
     """Literal choices are passed as text (LLMOptions validates them and names the allowed values)."""
     if typing.get_origin(annotation) is typing.Literal:
         return str
+    arguments = typing.get_args(annotation)
+    if any(typing.get_origin(argument) is typing.Literal for argument in arguments):
+        return str | None if type(None) in arguments else str
     return annotation
 
 

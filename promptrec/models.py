@@ -7,9 +7,19 @@ Every model forbids unknown fields, so a misspelt field in a request fails loudl
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+# Text kept byte for byte (StrictModel strips whitespace from every other string).
+VerbatimText = Annotated[str, StringConstraints(strip_whitespace=False)]
+
+
+def _id_text(value: Any, name: str) -> Any:
+    """Ids are strings or integers (kept as their decimal text); a boolean is never an id."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a string or an integer, not a boolean")
+    return str(value) if isinstance(value, int) else value
 
 
 class StrictModel(BaseModel):
@@ -24,24 +34,18 @@ class Item(StrictModel):
     text: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("id", mode="before")
-    @classmethod
-    def _coerce_id(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+    _id_is_text = field_validator("id", mode="before")(lambda value: _id_text(value, "id"))
 
 
 class Interaction(StrictModel):
     """One thing a user did with an item, in chronological order within a history."""
 
     item_id: str = Field(min_length=1)
-    timestamp: float | None = None
-    rating: float | None = None
+    timestamp: float | None = Field(default=None, allow_inf_nan=False, strict=True)
+    rating: float | None = Field(default=None, allow_inf_nan=False, strict=True)
     event: str | None = None
 
-    @field_validator("item_id", mode="before")
-    @classmethod
-    def _coerce_id(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+    _id_is_text = field_validator("item_id", mode="before")(lambda value: _id_text(value, "item_id"))
 
 
 class UserContext(StrictModel):
@@ -96,7 +100,7 @@ class RankRequest(StrictModel):
     user: UserContext
     candidates: list[Item] = Field(min_length=1)
     k: int | None = Field(
-        default=None, ge=1, description="Length of the returned list; all candidates if unset."
+        default=None, ge=1, strict=True, description="Length of the returned list; all candidates if unset."
     )
     template: str | None = Field(
         default=None, description="Template name in prompts/; the mode's default if unset."
@@ -151,6 +155,7 @@ class ItemSource(StrEnum):
     BACKFILL = "backfill"  # not placed by the model; appended in candidate order
     RETRIEVER = "retriever"  # ordered by a retriever alone
     FUSED = "fused"  # ordered by fusing several rankings (e.g. the LLM's and a retriever's)
+    FALLBACK = "fallback"  # the backend failed; a retriever (or candidate order) ranked this list
 
 
 class ParseStatus(StrEnum):
@@ -177,6 +182,18 @@ class Diagnostics(StrictModel):
     mode: RankMode = RankMode.GENERATE
     template: str = ""
     backfill_order: Literal["candidate_order"] = "candidate_order"
+    prompts: list[VerbatimText] | None = Field(
+        default=None,
+        description="Exactly the text the model received, chat template applied (one per pointwise "
+        "candidate); kept only with Recommender(keep_prompts=True) or `promptrec rank --show-prompt`.",
+    )
+    fallback_reason: str | None = Field(
+        default=None,
+        description="Set when the backend failed and a fallback ranked the list: why, and by what.",
+    )
+    nonfinite_scores: int = Field(
+        default=0, description="Scores that were NaN or +-infinity: reported as null, never as non-JSON."
+    )
 
 
 class RankedList(StrictModel):
@@ -188,7 +205,9 @@ class RankedList(StrictModel):
     """
 
     item_ids: list[str]
-    scores: list[float] | None = None
+    scores: list[float | None] | None = Field(
+        default=None, description="Score per item (score modes); null where the model gave no finite score."
+    )
     sources: list[ItemSource]
     diagnostics: Diagnostics
     passes: list[Diagnostics] = Field(default_factory=list)

@@ -51,9 +51,27 @@ class LLMOptions(StrictModel):
         description="Rank M seeded shuffles of the candidates and aggregate (position-bias control).",
     )
 
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Deadline in seconds of each backend call (transformers and openai backends); a later "
+        "answer is a backend error (exit 4), or the fallback's ranking.",
+    )
+    fallback: Literal["retriever"] | None = Field(
+        default=None,
+        description="retriever: if the backend fails, answer with a retriever's ranking (candidate order "
+        "without one), marked 'fallback' in every item's source.",
+    )
+    redact_contacts: bool = Field(
+        default=False, description="Replace e-mail addresses and phone numbers in the user's words."
+    )
+
     def backend_options(self) -> dict[str, Any]:
         """Keyword options for `load_backend` beyond the model."""
-        return {"base_url": self.base_url} if self.base_url else {}
+        options: dict[str, Any] = {"base_url": self.base_url} if self.base_url else {}
+        if self.timeout is not None:
+            options["timeout_s"] = self.timeout
+        return options
 
 
 def template_sha256(template: str | None, mode: RankMode) -> str:
@@ -71,9 +89,11 @@ def build_llm_ranker(
     catalog: Mapping[str, Item] | None = None,
     seed: int = 0,
     recommender: Any = None,
+    keep_prompts: bool = False,
 ) -> Ranker:
     """The LLM ranker `options` describe. Demonstrations are drawn from `train_histories` and `catalog`
-    (training data only); `recommender` replaces the loaded one (tests inject a scripted backend)."""
+    (training data only); `recommender` replaces the loaded one (tests inject a scripted backend);
+    `keep_prompts` puts the verbatim prompts in each answer's diagnostics."""
     from promptrec.prompting.builder import PromptBudget
     from promptrec.recommender import Recommender
 
@@ -81,6 +101,9 @@ def build_llm_ranker(
         options.backend,
         options.model,
         budget=PromptBudget(max_history_items=options.max_history),
+        fallback=options.fallback,
+        redact_contacts=options.redact_contacts,
+        keep_prompts=keep_prompts,
         **options.backend_options(),
     )
     if options.demos:

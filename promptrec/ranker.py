@@ -12,9 +12,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from promptrec.models import Diagnostics, ItemSource, RankedList, RankRequest
+from promptrec.models import Diagnostics, ItemSource, RankedList, RankMode, RankRequest
 from promptrec.retrievers.base import Retriever, order_by_score
-from promptrec.validation import parse_request
+from promptrec.validation import RequestLimits, parse_request
 
 ResultCallback = Callable[[int, RankedList], None]
 
@@ -28,6 +28,10 @@ class Ranker(Protocol):
     def rank_many(
         self, requests: Sequence[RankRequest], on_result: ResultCallback | None = None
     ) -> list[RankedList]: ...
+
+
+# The candidate caps guard the LLM's cost; a retriever scores a whole catalogue in one request.
+RETRIEVER_LIMITS = RequestLimits(max_candidates=dict.fromkeys(RankMode, 10**9))
 
 
 class RetrieverRanker:
@@ -47,7 +51,7 @@ class RetrieverRanker:
     ) -> list[RankedList]:
         results = []
         for index, request in enumerate(requests):
-            results.append(self.rank(parse_request(request)))
+            results.append(self.rank(parse_request(request, RETRIEVER_LIMITS)))
             if on_result is not None:
                 on_result(index, results[-1])
         return results

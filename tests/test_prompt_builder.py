@@ -2,7 +2,7 @@ import pytest
 
 from promptrec.errors import RequestError
 from promptrec.models import Interaction, Item, RankMode, RankRequest, UserContext
-from promptrec.prompting.builder import PromptBudget, as_data, build_prompts
+from promptrec.prompting.builder import PromptBudget, build_prompts
 from promptrec.prompting.templates import TemplateLibrary
 from tests.fake_backend import ScriptedBackend
 
@@ -100,11 +100,6 @@ def test_hostile_titles_and_requests_stay_inert_data():
     assert len(candidate_lines) == 2  # the newline in the title did not create a new line
 
 
-def test_as_data_flattens_and_truncates():
-    assert as_data("a\n\tb  <|x|> c", 100) == "a b c"
-    assert len(as_data("word " * 100, 20)) == 20
-
-
 ITEM_DETAILS_TEMPLATE = """{#- contract
 format = "label_logprob"
 mode = "score"
@@ -135,7 +130,7 @@ def test_item_text_and_attributes_reach_opted_in_templates_and_shrink_before_fai
     )
     roomy = build_prompts(request, template, ScriptedBackend().formatter, PromptBudget()).texts[0]
     assert "word0 word1" in roomy and "word99" not in roomy, "text is cut to the contract's 60 characters"
-    assert "('genre', 'Drama')" in roomy
+    assert "('genre', '\"Drama\"')" in roomy, "attribute values reach the template as literals"
     tight_backend = ScriptedBackend(max_context_tokens=40)
     tight = build_prompts(request, template, tight_backend.formatter, PromptBudget()).texts[0]
     assert tight_backend.count_tokens(tight) <= 39

@@ -193,7 +193,7 @@ def test_rank_request_mode_is_not_overridden_by_the_cli_default(tmp_path, monkey
             seen.extend(requests)
             return super().rank_many(requests, on_result)
 
-    monkeypatch.setattr(cli, "make_ranker", lambda options, dataset=None: Recording(ScriptedBackend()))
+    monkeypatch.setattr(cli, "make_ranker", lambda options, dataset=None, **_: Recording(ScriptedBackend()))
     request = {
         "user": {"request": "co-op"},
         "candidates": [{"id": "a", "title": "A"}, {"id": "b", "title": "B"}],

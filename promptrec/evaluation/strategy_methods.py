@@ -23,6 +23,7 @@ from promptrec.evaluation.fusion_validation import (
     tune_fusion,
     validation_cases_from,
 )
+from promptrec.evaluation.leakage import refuse_leaking_training_data
 from promptrec.evaluation.protocols import RankingTask, Task
 from promptrec.evaluation.runner import RankerMethod
 from promptrec.models import RankingCase, RankMode
@@ -45,6 +46,7 @@ def fitted_retriever(name: str, task: Task, seed: int) -> Retriever:
     """A registry retriever fitted on the task's train histories (TALLRec: on its targets' records only)."""
     retriever = make_retriever(name, seed=seed) if name == "random" else make_retriever(name)
     if isinstance(task, RankingTask):
+        refuse_leaking_training_data(task.cases, task.train_histories, task.train_source)
         return retriever.fit(task.train_histories, {item.id: item for item in task.catalog})
     # TALLRec: only the random baseline, which learns nothing from its catalogue
     return retriever.fit({}, {item.id: item for item in (case.target_item() for case in task.cases)})

@@ -5,9 +5,10 @@ come first; demonstrations may then use the contract's `demo_share` of what is l
 the rest, keeping the newest items. Item text, when a template opts in, is shortened before the
 history is cut to nothing.
 
-Titles and user text are treated as data: control characters, chat-template special tokens and our own
-delimiters are removed before they reach a template, so they cannot end a message, open a new turn, or
-close the delimited block they sit in.
+Titles and user text are treated as data (promptrec.prompting.sanitize): they reach a template as JSON
+string literals, already normalised and stripped of control and format characters, of the model's own
+special tokens and of our delimiters, so they cannot end a message, open a new turn, close their quoted
+field or the delimited block they sit in.
 
 Demonstrations are rendered by the same template as the request, each as a user turn followed by its
 gold answer (promptrec.prompting.gold) as the assistant turn, before the request's own turn: the text
@@ -16,36 +17,35 @@ shared by every candidate prompt (system, demonstrations, history) stays first.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from promptrec.errors import RequestError
-from promptrec.models import Demonstration, Interaction, Item, RankMode, RankRequest, UserContext
+from promptrec.models import Demonstration, Item, RankMode, RankRequest, UserContext
 from promptrec.prompting.contract import OutputContract
 from promptrec.prompting.formatter import ChatMessage, PromptFormatter
 from promptrec.prompting.gold import gold_answer
+from promptrec.prompting.sanitize import TextSanitizer
 from promptrec.prompting.templates import PromptTemplate
 
-_SPECIAL_TOKEN_SHAPES = re.compile(
-    r"<\|[^|<>]{0,40}\|>|</?s>|\[/?INST\]|</?think>|</?(?:user_request|history|candidates)>", re.IGNORECASE
-)
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 MAX_TITLE_CHARS = 200
 MAX_REQUEST_CHARS = 1000
+MAX_HINT_CHARS = 300  # a hint quotes at most one title
 # A demonstration shows only its user's newest items: it teaches the answer format and the task, and a
 # short history leaves the budget to the request's own history.
 DEMO_HISTORY_ITEMS = 10
-MAX_HINT_CHARS = 300  # a hint quotes at most one title
 
 
-def as_data(text: str, max_chars: int) -> str:
-    """Flatten free text into one inert line for a prompt."""
-    text = _SPECIAL_TOKEN_SHAPES.sub(" ", text)
-    text = _CONTROL_CHARACTERS.sub(" ", text)
-    text = " ".join(text.split())
-    return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+def _literal(sanitizer: TextSanitizer, text: str, max_chars: int, field: str, redact: bool = False) -> str:
+    """`text` as an inert JSON literal; a RequestError naming `field` if nothing is left after cleaning."""
+    literal = sanitizer.literal(text, max_chars, redact)
+    if literal == '""':
+        raise RequestError(
+            f"{field}: {text[:60]!r} is empty once control characters, special tokens and delimiters "
+            "are removed; give it readable text"
+        )
+    return literal
 
 
 @dataclass(frozen=True)
@@ -77,63 +77,85 @@ def _labels(contract: OutputContract, candidates: Sequence[Item], template_name:
     return contract.labels[: len(candidates)]
 
 
-def _item_view(item: Item, contract: OutputContract, text_chars: int) -> dict[str, Any]:
-    view: dict[str, Any] = {"id": item.id, "title": as_data(item.title, MAX_TITLE_CHARS)}
-    if contract.item_text_chars:
-        view["text"] = as_data(item.text, text_chars) if item.text and text_chars else ""
-    if contract.item_attributes:
-        view["attributes"] = {
-            as_data(key, MAX_TITLE_CHARS): as_data(value, MAX_TITLE_CHARS)
-            for key, value in item.attributes.items()
-        }
-    return view
-
-
 class _Scene:
-    """The template variables of one user and candidate set (the request's, or a demonstration's)."""
+    """The template variables of one user and candidate set (the request's, or a demonstration's), with
+    every piece of untrusted text already made inert; `where` names the record in error messages."""
 
     def __init__(
         self,
+        sanitizer: TextSanitizer,
+        contract: OutputContract,
         user: UserContext,
         history_items: Sequence[Item],
         candidates: Sequence[Item],
+        *,
         labels: list[str],
         k: int,
-        contract: OutputContract,
         max_history: int,
         hints: Mapping[str, list[str]] | None = None,
+        redact: bool = False,
+        where: str = "",
     ):
+        self.sanitizer = sanitizer
         self.contract = contract
-        self.hints = hints or {}
         self.labels = labels
         self.candidates = candidates
-        items = {item.id: item for item in history_items}
-        events: list[Interaction] = user.history[-max_history:] if max_history else []
+        self.hints = hints or {}
+        self.where = where
+        titles = {item.id: item.title for item in history_items}
+        first = max(len(user.history) - max_history, 0) if max_history else len(user.history)
         self.history = [
             {
-                "title": as_data(items[event.item_id].title, MAX_TITLE_CHARS),
+                "title": self.literal(
+                    titles[event.item_id], MAX_TITLE_CHARS, f"history_items (id {event.item_id!r}).title"
+                ),
                 "rating": event.rating,
-                "event": event.event,
+                "event": self.literal(event.event, MAX_TITLE_CHARS, f"user.history[{i}].event")
+                if event.event
+                else None,
             }
-            for event in events
+            for i, event in enumerate(user.history[first:], start=first)
         ]
         self.history_total = len(user.history)
         self.shared = {
-            "user_request": as_data(user.request, MAX_REQUEST_CHARS) if user.request else None,
-            "preferences": [as_data(text, MAX_REQUEST_CHARS) for text in user.preferences],
+            "user_request": self.literal(user.request, MAX_REQUEST_CHARS, "user.request", redact)
+            if user.request
+            else None,
+            "preferences": [
+                self.literal(text, MAX_REQUEST_CHARS, f"user.preferences[{i}]", redact)
+                for i, text in enumerate(user.preferences)
+            ],
             "k": k,
         }
 
+    def literal(self, text: str, max_chars: int, field: str, redact: bool = False) -> str:
+        return _literal(self.sanitizer, text, max_chars, self.where + field, redact)
+
     def candidate_views(self, text_chars: int) -> list[dict[str, Any]]:
-        return [
-            {
-                **_item_view(item, self.contract, text_chars),
-                "label": self.labels[i] if self.labels else None,
+        views = []
+        for position, item in enumerate(self.candidates):
+            field = f"candidates[{position}] (id {item.id!r})"
+            view: dict[str, Any] = {
+                "label": self.labels[position] if self.labels else None,
+                "id": item.id,
+                "title": self.literal(item.title, MAX_TITLE_CHARS, f"{field}.title"),
                 # Empty unless the request carries hints (promptrec.strategies.hints).
-                "hints": [as_data(hint, MAX_HINT_CHARS) for hint in self.hints.get(item.id, [])],
+                "hints": [
+                    self.literal(hint, MAX_HINT_CHARS, f"hints[{item.id!r}]")
+                    for hint in self.hints.get(item.id, [])
+                ],
             }
-            for i, item in enumerate(self.candidates)
-        ]
+            if self.contract.item_text_chars:
+                view["text"] = (
+                    self.sanitizer.literal(item.text, text_chars) if item.text and text_chars else '""'
+                )
+            if self.contract.item_attributes:
+                view["attributes"] = {
+                    self.sanitizer.clean(key, MAX_TITLE_CHARS): self.sanitizer.literal(value, MAX_TITLE_CHARS)
+                    for key, value in item.attributes.items()
+                }
+            views.append(view)
+        return views
 
     def user_turns(
         self, template: PromptTemplate, n_history: int, text_chars: int
@@ -150,18 +172,22 @@ class _Scene:
         return [template.render(variables)]
 
 
-def _demo_turns(demo: Demonstration, template: PromptTemplate, text_chars: int) -> list[ChatMessage]:
+def _demo_turns(
+    demo: Demonstration, number: int, template: PromptTemplate, sanitizer: TextSanitizer, text_chars: int
+) -> list[ChatMessage]:
     """A demonstration as a user turn and its gold assistant answer (the first rendered prompt's)."""
     contract = template.contract
     labels = _labels(contract, demo.candidates, template.name)
     scene = _Scene(
+        sanitizer,
+        contract,
         demo.user,
         demo.history_items,
         demo.candidates,
-        labels,
-        len(demo.candidates),
-        contract,
-        DEMO_HISTORY_ITEMS,
+        labels=labels,
+        k=len(demo.candidates),
+        max_history=DEMO_HISTORY_ITEMS,
+        where=f"demos[{number}].",
     )
     rendered = scene.user_turns(template, len(scene.history), text_chars)[0]
     if contract.mode is RankMode.POINTWISE:
@@ -173,24 +199,40 @@ def _demo_turns(demo: Demonstration, template: PromptTemplate, text_chars: int) 
         answer = gold_answer(contract, best_first=[names[chosen], *names[:chosen], *names[chosen + 1 :]])
     user_turn = [message for message in rendered if message.role == "user"]
     return [*user_turn, ChatMessage(role="assistant", content=contract.answer_prefix + answer)]
+
+
 def build_prompts(
-    request: RankRequest, template: PromptTemplate, formatter: PromptFormatter, budget: PromptBudget
+    request: RankRequest,
+    template: PromptTemplate,
+    formatter: PromptFormatter,
+    budget: PromptBudget,
+    *,
+    redact_contacts: bool = False,
 ) -> BuiltPrompts:
+    """The request's prompts; `redact_contacts` removes e-mail addresses and phone numbers from the user's
+    own words (request and preferences) first."""
     contract = template.contract
+    sanitizer = TextSanitizer(formatter.special_tokens)
     labels = _labels(contract, request.candidates, template.name)
     scene = _Scene(
+        sanitizer,
+        contract,
         request.user,
         request.history_items,
         request.candidates,
-        labels,
-        request.effective_k,
-        contract,
-        budget.max_history_items,
-        request.hints,
+        labels=labels,
+        k=request.effective_k,
+        max_history=budget.max_history_items,
+        hints=request.hints,
+        redact=redact_contacts,
     )
 
     def render(n_history: int, n_demos: int, text_chars: int) -> list[str]:
-        shown = [turn for demo in request.demos[:n_demos] for turn in _demo_turns(demo, template, text_chars)]
+        shown = [
+            turn
+            for number, demo in enumerate(request.demos[:n_demos])
+            for turn in _demo_turns(demo, number, template, sanitizer, text_chars)
+        ]
         texts = []
         for messages in scene.user_turns(template, n_history, text_chars):
             system, rest = messages[:1], messages[1:]

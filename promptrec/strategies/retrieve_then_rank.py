@@ -14,7 +14,7 @@ import numpy as np
 
 from promptrec.errors import RequestError
 from promptrec.models import Item, ItemSource, RankedList, RankMode, RankRequest, UserContext
-from promptrec.ranker import Ranker, ResultCallback
+from promptrec.ranker import RETRIEVER_LIMITS, Ranker, ResultCallback
 from promptrec.retrievers.base import Retriever, history_ids, order_by_score
 from promptrec.validation import parse_request
 
@@ -54,7 +54,8 @@ class RetrieveThenRank:
     def rank_many(
         self, requests: Sequence[RankRequest], on_result: ResultCallback | None = None
     ) -> list[RankedList]:
-        parsed = [parse_request(request) for request in requests]
+        # The whole catalogue arrives here; only the shortlist of n reaches the LLM and its limits.
+        parsed = [parse_request(request, RETRIEVER_LIMITS) for request in requests]
         orders = [self._retriever_order(request) for request in parsed]
         shortlists = [
             request.model_copy(update={"candidates": order[: self.n], "k": None})
