@@ -15,6 +15,7 @@ from typing import Any
 from promptrec.errors import RequestError
 from promptrec.models import Item, RankMode, RankRequest
 from promptrec.prompting.formatter import PromptFormatter
+from promptrec.prompting.recency import history_ages
 from promptrec.prompting.templates import PromptTemplate
 
 _SPECIAL_TOKEN_SHAPES = re.compile(
@@ -77,8 +78,9 @@ def build_prompts(
             "title": as_data(titles[event.item_id].title, MAX_TITLE_CHARS),
             "rating": event.rating,
             "event": event.event,
+            "ago": ago,  # shown only by templates that set show_recency
         }
-        for event in request.user.history
+        for event, ago in zip(request.user.history, history_ages(request.user.history), strict=True)
     ]
     kept_by_count = history[-budget.max_history_items :] if budget.max_history_items else []
     user = request.user
