@@ -121,6 +121,20 @@ class CatalogIndex:
         return (self.embeddings @ (query / norm)).astype(float)
 
 
+_embedder_lock = threading.Lock()
+_embedder: EmbeddingRetriever | None = None
+
+
+def shared_embedder() -> EmbeddingRetriever:
+    """One embedding model per process, loaded on first use (loading costs seconds; encoding is cheap)."""
+    global _embedder
+    with _embedder_lock:
+        if _embedder is None:
+            _embedder = EmbeddingRetriever(batch_size=128)
+            _embedder.load_model()
+        return _embedder
+
+
 def index_cache_dir() -> Path:
     return cache_root() / "catalog-index"
 
@@ -128,7 +142,7 @@ def index_cache_dir() -> Path:
 def build_index(source: CatalogSource, embedder: EmbeddingRetriever | None = None) -> CatalogIndex:
     """Load the catalogue's index from the disk cache, or build and store it."""
     started = time.perf_counter()
-    embedder = embedder or EmbeddingRetriever(batch_size=128)
+    embedder = embedder or shared_embedder()
     key = content_hash(source.catalog)
     folder = index_cache_dir() / key[:32]
     stored = _read(folder)
@@ -175,6 +189,8 @@ def _write(folder: Path, embeddings: np.ndarray, bm25: Any, source: CatalogSourc
 def _remove_stale(root: Path, origin: str) -> None:
     """Indexes of earlier contents of the same file are never read again: delete them."""
     for meta_path in root.glob("*/meta.json"):
+        if meta_path.parent.name.startswith("."):  # a staging folder, maybe the one about to be stored
+            continue
         try:
             if json.loads(meta_path.read_text()).get("source") == origin:
                 shutil.rmtree(meta_path.parent, ignore_errors=True)
