@@ -20,6 +20,7 @@ from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation.command import eval_command
 from promptrec.models import RankMode
 from promptrec.options import LLMOptions
+from promptrec.recommend_command import recommend_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prompt-driven LLM recommender.")
 stderr = Console(stderr=True)
@@ -149,6 +150,8 @@ def demo(
 
     run_demo(make_ranker(llm), user=user, mode=mode)
 
+
+app.command("recommend")(exits_on_error(recommend_command))
 
 # eval_command reports PromptrecErrors itself (it must close its progress display first).
 app.command("eval", help="Evaluate methods offline against held-out targets; resumable.")(eval_command)

@@ -44,12 +44,12 @@ def _cli_type(annotation: Any) -> Any:
     return annotation
 
 
-def with_llm_options(**defaults: Any) -> Callable[[F], F]:
-    """Give a command every LLMOptions field as an option (`defaults` overrides a field's default for this
-    command) and call it with `llm=LLMOptions(...)` instead of the separate values."""
+def with_llm_options(omit: tuple[str, ...] = (), **defaults: Any) -> Callable[[F], F]:
+    """Give a command every LLMOptions field but `omit` as an option (`defaults` overrides a field's default
+    for this command) and call it with `llm=LLMOptions(...)` instead of the separate values."""
 
     def decorate(command: F) -> F:
-        fields = LLMOptions.model_fields
+        fields = {name: field for name, field in LLMOptions.model_fields.items() if name not in omit}
         added = [
             inspect.Parameter(
                 name,

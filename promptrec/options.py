@@ -82,6 +82,22 @@ def template_sha256(template: str | None, mode: RankMode) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def load_recommender(options: LLMOptions, *, keep_prompts: bool = False) -> Any:
+    """The plain LLM `Recommender` on the backend and model `options` name (no strategy around it)."""
+    from promptrec.prompting.builder import PromptBudget
+    from promptrec.recommender import Recommender
+
+    return Recommender.load(
+        options.backend,
+        options.model,
+        budget=PromptBudget(max_history_items=options.max_history),
+        fallback=options.fallback,
+        redact_contacts=options.redact_contacts,
+        keep_prompts=keep_prompts,
+        **options.backend_options(),
+    )
+
+
 def build_llm_ranker(
     options: LLMOptions,
     *,
@@ -94,18 +110,7 @@ def build_llm_ranker(
     """The LLM ranker `options` describe. Demonstrations are drawn from `train_histories` and `catalog`
     (training data only); `recommender` replaces the loaded one (tests inject a scripted backend);
     `keep_prompts` puts the verbatim prompts in each answer's diagnostics."""
-    from promptrec.prompting.builder import PromptBudget
-    from promptrec.recommender import Recommender
-
-    ranker: Ranker = recommender or Recommender.load(
-        options.backend,
-        options.model,
-        budget=PromptBudget(max_history_items=options.max_history),
-        fallback=options.fallback,
-        redact_contacts=options.redact_contacts,
-        keep_prompts=keep_prompts,
-        **options.backend_options(),
-    )
+    ranker: Ranker = recommender or load_recommender(options, keep_prompts=keep_prompts)
     if options.demos:
         from promptrec.strategies.demos import DemoPool, DemoRanker
 

@@ -6,11 +6,14 @@ the backend sees full batches; the result for every request is an ordering of it
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptrec.aggregate import assemble_ranked_list, rank_by_scores
 from promptrec.backends.base import Backend, GenerationConfig, StructuredOutput
@@ -24,6 +27,10 @@ from promptrec.prompting.templates import PromptTemplate, TemplateLibrary
 from promptrec.ranker import ResultCallback
 from promptrec.retrievers.base import Retriever
 from promptrec.validation import DEFAULT_LIMITS, RequestLimits, parse_request
+
+if TYPE_CHECKING:
+    from promptrec.models import UserContext
+    from promptrec.recommend import CatalogInput, Recommendation
 
 
 class Recommender:
@@ -74,6 +81,11 @@ class Recommender:
         self.constrained = constrained
         self.batch_size = batch_size
         self.seed = seed
+        # One backend call at a time unless the backend takes concurrent calls (a server does; an in-process
+        # model does not promise it), so threads sharing a Recommender get exactly the sequential results.
+        self.backend_lock: contextlib.AbstractContextManager[Any] = (
+            contextlib.nullcontext() if backend.concurrent_calls else threading.RLock()
+        )
 
     @classmethod
     def load(cls, backend: str = "transformers", model: str | None = None, **options: Any) -> Recommender:
@@ -108,7 +120,8 @@ class Recommender:
                 groups[(validated[index].mode, validated[index].template)].append(index)
             for (mode, template_name), members in groups.items():
                 template = self.templates.get(template_name, mode)
-                ranked = self._rank_group_or_fall_back([validated[i] for i in members], template)
+                with self.backend_lock:
+                    ranked = self._rank_group_or_fall_back([validated[i] for i in members], template)
                 for index, result in zip(members, ranked, strict=True):
                     results[index] = result
             if on_result is not None:
@@ -128,6 +141,42 @@ class Recommender:
                 fallback_ranking(request, error, self.fallback_retriever, self.backend.name, self.seed)
                 for request in requests
             ]
+
+    def recommend(
+        self, user: UserContext | dict[str, Any], catalog: CatalogInput, k: int = 10, **options: Any
+    ) -> Recommendation:
+        """k items from a whole catalogue (path, Catalog or CatalogIndex); see promptrec.recommend."""
+        from promptrec.recommend import recommend
+
+        return recommend(self, user, catalog, k=k, **options)
+
+    # --- asyncio: the work runs in a worker thread, so an event loop never blocks on the model ----------
+    async def arank(self, request: RankRequest | dict[str, Any] | str) -> RankedList:
+        return await asyncio.to_thread(self.rank, request)
+
+    async def arank_many(self, requests: Iterable[RankRequest | dict[str, Any] | str]) -> list[RankedList]:
+        return await asyncio.to_thread(self.rank_many, list(requests))
+
+    async def arecommend(
+        self, user: UserContext | dict[str, Any], catalog: CatalogInput, k: int = 10, **options: Any
+    ) -> Recommendation:
+        return await asyncio.to_thread(self.recommend, user, catalog, k, **options)
+
+    def close(self) -> None:
+        """Release the backend (engine, model or server session); the recommender is unusable after."""
+        self.backend.close()
+
+    def __enter__(self) -> Recommender:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Recommender:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _rank_group(self, requests: Sequence[RankRequest], template: PromptTemplate) -> list[RankedList]:
         prompts = [

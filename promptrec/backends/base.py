@@ -46,6 +46,9 @@ class Backend(ABC):
     """Greedy, seeded, batched access to one causal LM."""
 
     name: str = "backend"
+    # True when calls from several threads at once are safe and useful (a server client); otherwise a
+    # Recommender sends one call at a time.
+    concurrent_calls: bool = False
 
     def __init__(self, tokenizer: Any, max_context_tokens: int):
         self.formatter = PromptFormatter(tokenizer, max_context_tokens)

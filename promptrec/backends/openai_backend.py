@@ -81,6 +81,7 @@ class OpenAIServerBackend(Backend):
     """
 
     name = "vllm-server"
+    concurrent_calls = True  # httpx.Client is thread-safe and the server batches concurrent requests
 
     def __init__(
         self,

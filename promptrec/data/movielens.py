@@ -37,6 +37,7 @@ ML100K_GENRES = (
     "Western",
 )
 NO_GENRES = "(no genres listed)"
+MOVIES_HEADER = ["movieId", "title", "genres"]
 
 
 def load_movielens(folder: str | Path, *, strict: bool = True) -> InteractionLog:
@@ -108,18 +109,26 @@ def _latest_movie_records(
         yield record, {"id": movie_id, "title": title} | ({"genres": genres} if genres != NO_GENRES else {})
 
 
-def load_movielens_latest(folder: Path, *, strict: bool = True) -> InteractionLog:
-    movies_path, ratings_path = folder / "movies.csv", folder / "ratings.csv"
-    report = DataQualityReport(source=str(folder))
+def load_movielens_movies(
+    movies_path: Path, *, strict: bool = True, report: DataQualityReport | None = None
+) -> Catalog:
+    """A MovieLens latest `movies.csv` (movieId,title,genres) on its own, as a catalogue."""
+    report = report or DataQualityReport(source=str(movies_path))
     movies = csv.reader(io.StringIO(read_text_file(movies_path, what="MovieLens movies file")))
-    if next(movies, None) != ["movieId", "title", "genres"]:
+    if next(movies, None) != MOVIES_HEADER:
         raise DataError(
             "header must be movieId,title,genres (MovieLens latest layout)",
             path=str(movies_path),
             record="line 1",
         )
     records = _latest_movie_records(movies, path=movies_path, strict=strict, report=report)
-    catalog = Catalog.from_records(records, strict=strict, source=str(movies_path), report=report)
+    return Catalog.from_records(records, strict=strict, source=str(movies_path), report=report)
+
+
+def load_movielens_latest(folder: Path, *, strict: bool = True) -> InteractionLog:
+    movies_path, ratings_path = folder / "movies.csv", folder / "ratings.csv"
+    report = DataQualityReport(source=str(folder))
+    catalog = load_movielens_movies(movies_path, strict=strict, report=report)
 
     ratings = csv.reader(io.StringIO(read_text_file(ratings_path, what="MovieLens ratings file")))
     if next(ratings, None) != ["userId", "movieId", "rating", "timestamp"]:

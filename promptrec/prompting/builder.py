@@ -26,6 +26,7 @@ from promptrec.models import Demonstration, Item, RankMode, RankRequest, UserCon
 from promptrec.prompting.contract import OutputContract
 from promptrec.prompting.formatter import ChatMessage, PromptFormatter
 from promptrec.prompting.gold import gold_answer
+from promptrec.prompting.recency import history_ages
 from promptrec.prompting.sanitize import TextSanitizer
 from promptrec.prompting.templates import PromptTemplate
 
@@ -113,8 +114,11 @@ class _Scene:
                 "event": self.literal(event.event, MAX_TITLE_CHARS, f"user.history[{i}].event")
                 if event.event
                 else None,
+                "ago": ago,  # shown only by templates that set show_recency
             }
-            for i, event in enumerate(user.history[first:], start=first)
+            for i, (event, ago) in enumerate(
+                zip(user.history[first:], history_ages(user.history)[first:], strict=True), start=first
+            )
         ]
         self.history_total = len(user.history)
         self.shared = {

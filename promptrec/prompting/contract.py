@@ -18,6 +18,7 @@ class OutputFormat(StrEnum):
     NUMBERED_LIST = "numbered_list"  # "1. C" / "2. <title>" lines
     LABEL_LOGPROB = "label_logprob"  # score mode: log-probability of each label at the answer position
     YES_NO = "yes_no"  # pointwise: log P(yes label) - log P(no label) per candidate
+    REASON = "reason"  # one sentence of free text about one item: explanations only, never a ranking
 
 
 class OutputContract(StrictModel):
@@ -53,6 +54,7 @@ class OutputContract(StrictModel):
             OutputFormat.NUMBERED_LIST: RankMode.GENERATE,
             OutputFormat.LABEL_LOGPROB: RankMode.SCORE,
             OutputFormat.YES_NO: RankMode.POINTWISE,
+            OutputFormat.REASON: RankMode.GENERATE,
         }[self.format]
         if self.mode is not expected:
             raise ValueError(

@@ -24,13 +24,31 @@ def item_text(item: Item) -> str:
     return " ".join([item.title, item.text or "", *item.attributes.values()])
 
 
-def _bm25s() -> Any:
+def load_bm25s() -> Any:
     """bm25s, imported on first use rather than with this module: it loads numba/llvmlite when they are
     installed, and vLLM's CPU workers (spawned, so they re-import the `promptrec` CLI module) crash in
     their kernel-override scan when llvmlite is among the imported modules."""
     import bm25s
 
     return bm25s
+
+
+def build_bm25_index(documents: Sequence[str], k1: float = 1.5, b: float = 0.75) -> Any:
+    """A bm25s index over `documents` (stopwords removed); document i is row i."""
+    bm25s = load_bm25s()
+    index = bm25s.BM25(k1=k1, b=b)
+    corpus = bm25s.tokenize(list(documents), stopwords=STOPWORDS, show_progress=False)
+    index.index(corpus, show_progress=False)
+    return index
+
+
+def bm25_query_scores(index: Any, query: str) -> np.ndarray | None:
+    """BM25 score of every indexed document for `query`; None when no query word occurs in any document."""
+    tokens = load_bm25s().tokenize([query], stopwords=STOPWORDS, return_ids=False, show_progress=False)[0]
+    token_ids = index.get_tokens_ids(tokens)  # words absent from every item carry no evidence
+    if not token_ids:
+        return None
+    return np.asarray(index.get_scores(token_ids), dtype=float)
 
 
 class BM25Retriever(Retriever):
@@ -44,13 +62,8 @@ class BM25Retriever(Retriever):
         self.index: Any = None  # a bm25s.BM25 once fitted
 
     def _fit(self, train_histories: dict[str, list[str]], catalog: dict[str, Item]) -> None:
-        bm25s = _bm25s()
         self.document_of = {item_id: position for position, item_id in enumerate(catalog)}
-        corpus = bm25s.tokenize(
-            [item_text(item) for item in catalog.values()], stopwords=STOPWORDS, show_progress=False
-        )
-        self.index = bm25s.BM25(k1=self.k1, b=self.b)
-        self.index.index(corpus, show_progress=False)
+        self.index = build_bm25_index([item_text(item) for item in catalog.values()], self.k1, self.b)
 
     def _score(self, user: UserContext, candidates: Sequence[Item]) -> np.ndarray:
         unknown = [item.id for item in candidates if item.id not in self.document_of]
@@ -60,11 +73,7 @@ class BM25Retriever(Retriever):
                 f"(e.g. {unknown[:5]}); "
                 "include every candidate in the catalogue passed to fit()"
             )
-        bm25s = _bm25s()
-        query = " ".join(self.query_texts(user))
-        tokens = bm25s.tokenize([query], stopwords=STOPWORDS, return_ids=False, show_progress=False)[0]
-        token_ids = self.index.get_tokens_ids(tokens)  # words absent from every item carry no evidence
-        if not token_ids:
+        scores = bm25_query_scores(self.index, " ".join(self.query_texts(user)))
+        if scores is None:
             return np.zeros(len(candidates))
-        scores = self.index.get_scores(token_ids)
-        return scores[[self.document_of[item.id] for item in candidates]].astype(float)
+        return scores[[self.document_of[item.id] for item in candidates]]

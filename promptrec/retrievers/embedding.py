@@ -55,7 +55,7 @@ class EmbeddingRetriever(Retriever):
     def _fit(self, train_histories: dict[str, list[str]], catalog: dict[str, Item]) -> None:
         """Content-only: nothing is learnt from interactions."""
 
-    def _load(self) -> Any:
+    def load_model(self) -> Any:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
@@ -71,7 +71,7 @@ class EmbeddingRetriever(Retriever):
         """Unit-length embeddings, one row per text."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return self._load().encode(
+        return self.load_model().encode(
             list(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,
