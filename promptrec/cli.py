@@ -15,10 +15,18 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
+from promptrec.cli_options import (
+    AdapterOption,
+    BackendOption,
+    BaseUrlOption,
+    MaxHistoryOption,
+    ModelOption,
+    TemplateOption,
+)
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation.command import eval_command
 from promptrec.models import RankMode
+from promptrec.training.command import finetune_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prompt-driven LLM recommender.")
 stderr = Console(stderr=True)
@@ -43,11 +51,17 @@ def exits_on_error(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def make_recommender(backend: str, model: str | None, base_url: str | None, max_history: int) -> Any:
+def make_recommender(
+    backend: str, model: str | None, base_url: str | None, max_history: int, adapter: str | None = None
+) -> Any:
+    from promptrec.adapters import adapter_options
     from promptrec.prompting.builder import PromptBudget
     from promptrec.recommender import Recommender
 
-    options: dict[str, Any] = {"budget": PromptBudget(max_history_items=max_history)}
+    options: dict[str, Any] = {
+        "budget": PromptBudget(max_history_items=max_history),
+        **adapter_options(adapter),
+    }
     if base_url:
         options["base_url"] = base_url
     with stderr.status(f"loading the {backend} backend..."):
@@ -82,6 +96,7 @@ def rank(
     k: Annotated[int | None, typer.Option(min=1, help="Return the top k only.")] = None,
     base_url: BaseUrlOption = None,
     max_history: MaxHistoryOption = 50,
+    adapter: AdapterOption = None,
 ) -> None:
     """Rank one user's candidates and print the ranked list as JSON."""
     from promptrec.validation import parse_request
@@ -100,7 +115,7 @@ def rank(
             raise RequestError("--user is required with --dataset")
         case = load_dataset(dataset).case_for_user(user)
         rank_request = case.to_request(mode=mode, template=template, k=k)
-    recommender = make_recommender(backend, model, base_url, max_history)
+    recommender = make_recommender(backend, model, base_url, max_history, adapter)
     ranked = recommender.rank(rank_request)
     payload = {"user_id": rank_request.user.user_id, **ranked.model_dump(mode="json")}
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
@@ -116,15 +131,19 @@ def demo(
     backend: BackendOption = "transformers",
     model: ModelOption = None,
     max_history: MaxHistoryOption = 20,
+    adapter: AdapterOption = None,
 ) -> None:
     """Rank 20 MovieLens candidates for one user with the bundled model, shown readably."""
     from promptrec.demo import run_demo
 
-    run_demo(make_recommender(backend, model, None, max_history), user=user, mode=mode)
+    run_demo(make_recommender(backend, model, None, max_history, adapter), user=user, mode=mode)
 
 
 # eval_command reports PromptrecErrors itself (it must close its progress display first).
 app.command("eval", help="Evaluate methods offline against held-out targets; resumable.")(eval_command)
+
+
+app.command("finetune")(exits_on_error(finetune_command))
 
 
 @app.command()

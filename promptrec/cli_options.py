@@ -17,3 +17,10 @@ BaseUrlOption = Annotated[
     str | None, typer.Option(help="Server URL for --backend openai, e.g. http://127.0.0.1:8000/v1")
 ]
 MaxHistoryOption = Annotated[int, typer.Option(help="Newest history items offered to the prompt budget.")]
+AdapterOption = Annotated[
+    str | None,
+    typer.Option(
+        help="LoRA adapter folder; 'none' runs the model zero-shot. Unset: the shipped fine-tuned adapter "
+        "with the bundled model (transformers, vllm), none otherwise."
+    ),
+]

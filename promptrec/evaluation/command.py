@@ -23,7 +23,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
+from promptrec.cli_options import (
+    AdapterOption,
+    BackendOption,
+    BaseUrlOption,
+    MaxHistoryOption,
+    ModelOption,
+    TemplateOption,
+)
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation import report
 from promptrec.evaluation.protocols import (
@@ -95,6 +102,8 @@ def build_config(
     template: str | None,
     max_history: int,
     base_url: str | None,
+    adapter: str | None = None,
+    held_out: bool = False,
 ) -> RunConfig:
     protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
     chosen = _methods(methods, protocol)
@@ -119,6 +128,8 @@ def build_config(
         template=template,
         max_history=max_history,
         base_url=base_url,
+        adapter=adapter,
+        held_out=held_out,
     )
 
 
@@ -126,10 +137,14 @@ def _default_recommender(config: RunConfig) -> RecommenderFactory:
     """Like cli.make_recommender minus its spinner: a second live display would fight the progress bars."""
 
     def load() -> Any:
+        from promptrec.adapters import adapter_options
         from promptrec.prompting.builder import PromptBudget
         from promptrec.recommender import Recommender
 
-        options: dict[str, Any] = {"budget": PromptBudget(max_history_items=config.max_history)}
+        options: dict[str, Any] = {
+            "budget": PromptBudget(max_history_items=config.max_history),
+            **adapter_options(config.adapter),
+        }
         if config.base_url:
             options["base_url"] = config.base_url
         return Recommender.load(config.backend, config.model, **options)
@@ -193,6 +208,7 @@ def run_evaluation(
         limit=config.limit,
         n_negatives=config.n_negatives,
         seed=config.seed,
+        held_out=config.held_out,
     )
     timings = TimingLog(out)
     timings.add("load data", 0, time.perf_counter() - started, 0.0)
@@ -289,6 +305,10 @@ def eval_command(
     template: TemplateOption = None,
     max_history: MaxHistoryOption = 50,
     base_url: BaseUrlOption = None,
+    adapter: AdapterOption = None,
+    held_out: Annotated[
+        bool, typer.Option(help="Evaluate only the held-out user split (the users fine-tuning never sees).")
+    ] = False,
 ) -> None:
     """Evaluate the LLM and baselines offline: metrics with 95% CIs, slices, report.md and plots in --out.
 
@@ -311,6 +331,8 @@ def eval_command(
             template=template,
             max_history=max_history,
             base_url=base_url,
+            adapter=adapter,
+            held_out=held_out,
         )
         metrics = run_evaluation(config, out, console=console)
     except PromptrecError as error:

@@ -53,6 +53,8 @@ class RunConfig(BaseModel):
     template: str | None
     max_history: int
     base_url: str | None
+    adapter: str | None = None  # as given: None = the shipped default, "none" = zero-shot, or a folder
+    held_out: bool = False  # only the held-out user split (data.splits.held_out_users)
 
 
 def open_run_dir(out: Path, config: RunConfig) -> None:
