@@ -21,6 +21,7 @@ from promptrec.evaluation.command import eval_command
 from promptrec.models import RankMode
 from promptrec.options import LLMOptions
 from promptrec.recommend_command import recommend_command
+from promptrec.training.command import finetune_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prompt-driven LLM recommender.")
 stderr = Console(stderr=True)
@@ -155,6 +156,9 @@ app.command("recommend")(exits_on_error(recommend_command))
 
 # eval_command reports PromptrecErrors itself (it must close its progress display first).
 app.command("eval", help="Evaluate methods offline against held-out targets; resumable.")(eval_command)
+
+
+app.command("finetune")(exits_on_error(finetune_command))
 
 
 @app.command()

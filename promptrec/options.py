@@ -27,6 +27,11 @@ class LLMOptions(StrictModel):
     model: str | None = Field(
         default=None, description="Local model folder or name; the bundled SmolLM2-135M-Instruct if unset."
     )
+    adapter: str | None = Field(
+        default=None,
+        description="LoRA adapter folder; 'none' runs the model zero-shot. Unset: the shipped fine-tuned "
+        "adapter with the bundled model (transformers, vllm), none otherwise.",
+    )
     base_url: str | None = Field(
         default=None, description="Server URL for --backend openai, e.g. http://127.0.0.1:8000/v1"
     )
@@ -68,7 +73,10 @@ class LLMOptions(StrictModel):
 
     def backend_options(self) -> dict[str, Any]:
         """Keyword options for `load_backend` beyond the model."""
+        from promptrec.adapters import adapter_options
+
         options: dict[str, Any] = {"base_url": self.base_url} if self.base_url else {}
+        options |= adapter_options(self.adapter)
         if self.timeout is not None:
             options["timeout_s"] = self.timeout
         return options

@@ -89,9 +89,18 @@ class Recommender:
 
     @classmethod
     def load(cls, backend: str = "transformers", model: str | None = None, **options: Any) -> Recommender:
-        """Build a recommender on a named backend; `model=None` means the bundled SmolLM2."""
+        """Build a recommender on a named backend; `model=None` means the bundled SmolLM2.
+
+        The bundled model runs with the shipped fine-tuned adapter unless `adapter` is given (`adapter=None`
+        runs it zero-shot).
+        """
+        from promptrec.adapters import default_adapter
         from promptrec.backends.loader import load_backend
 
+        if "adapter" not in options and (shipped := default_adapter(backend, model)) is not None:
+            options["adapter"] = shipped
+        elif options.get("adapter", "") is None:
+            del options["adapter"]
         recommender_options = {
             name: options.pop(name)
             for name in (

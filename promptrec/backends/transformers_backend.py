@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from promptrec.adapters.card import check_adapter
 from promptrec.backends.base import Backend, Generation, GenerationConfig, StructuredOutput
 from promptrec.errors import BackendError
 
@@ -93,7 +94,9 @@ class TransformersBackend(Backend):
             tokenizer.pad_token = tokenizer.eos_token
         self.model = _load_model(model, self.device, _resolve_dtype(dtype, self.device), quantization)
         if adapter is not None:
-            self.model = _apply_adapter(self.model, Path(adapter).expanduser(), merge=quantization is None)
+            adapter_dir = Path(adapter).expanduser()
+            check_adapter(adapter_dir, model)
+            self.model = _apply_adapter(self.model, adapter_dir, merge=quantization is None)
         self.model.eval()
         self.stop_token_ids = _stop_token_ids(self.model, tokenizer)
         context = max_context_tokens or getattr(self.model.config, "max_position_embeddings", None)
@@ -324,12 +327,15 @@ def _bitsandbytes_config(quantization: str, device: torch.device) -> Any:
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     compute = torch.float32 if device.type == "cpu" else torch.bfloat16
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )
 
 
 def _apply_adapter(model: Any, adapter: Path, merge: bool) -> Any:
-    if not (adapter / "adapter_config.json").is_file():
-        raise BackendError(f"adapter {str(adapter)!r} is not a PEFT adapter folder (no adapter_config.json)")
     try:
         from peft import PeftModel
     except ImportError as exc:

@@ -108,6 +108,7 @@ def build_config(
     validation_limit: int | None = None,
     validation_users: float | None = None,
     rerank_top: int | None = None,
+    held_out: bool = False,
 ) -> RunConfig:
     protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
     chosen = _methods(methods, protocol)
@@ -140,6 +141,7 @@ def build_config(
         validation_limit=validation_limit,
         validation_users=validation_users,
         rerank_top=rerank_top,
+        held_out=held_out,
     )
 
 
@@ -236,6 +238,7 @@ def run_evaluation(
         limit=config.limit,
         n_negatives=config.n_negatives,
         seed=config.seed,
+        held_out=config.held_out,
     )
     task, validation = split_validation(task, config)
     # One LLM for every method of the run, remembering its answers: `hybrid` reuses what `llm` ranked.
@@ -341,6 +344,9 @@ def eval_command(
     reference: ReferenceOption = None,
     n_negatives: Annotated[int, typer.Option(min=1, help="Sampled negatives per case (leave-one-out).")] = 19,
     mode: ModeOption = None,
+    held_out: Annotated[
+        bool, typer.Option(help="Evaluate only the held-out user split (the users fine-tuning never sees).")
+    ] = False,
     hybrid_retriever: HybridRetrieverOption = None,
     validation: ValidationOption = None,
     validation_limit: ValidationLimitOption = None,
@@ -374,6 +380,7 @@ def eval_command(
             validation_limit=validation_limit,
             validation_users=validation_users,
             rerank_top=rerank_top,
+            held_out=held_out,
         )
         metrics = run_evaluation(config, out, console=console)
     except PromptrecError as error:

@@ -61,6 +61,7 @@ class RunConfig(BaseModel):
     validation_limit: int | None = None
     validation_users: float | None = None
     rerank_top: int | None = None
+    held_out: bool = False  # only the held-out user split (data.splits.held_out_users)
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
