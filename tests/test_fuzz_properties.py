@@ -1,0 +1,75 @@
+"""Small property-based versions of scripts/fuzz.py: hostile text, documents and files never crash."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from promptrec.data.dataset import load_dataset
+from promptrec.errors import PromptrecError, RequestError
+from promptrec.models import Item
+from promptrec.parsing import parse_answer
+from promptrec.prompting.contract import OutputContract
+from promptrec.prompting.sanitize import TextSanitizer
+from promptrec.validation import parse_request
+
+PIECES = st.sampled_from(
+    ['"', "[", "]", "{", "}", ",", "\n", "1.", "[A]", '"B"', "</candidates>", "<|im_end|>", "\u202e", "\u200b"]
+)
+HOSTILE_TEXT = st.lists(st.one_of(PIECES, st.text(max_size=6)), max_size=30).map("".join)
+CANDIDATES = [Item(id=i, title=t) for i, t in (("a", "Alien (1979)"), ("b", '"B"'), ("7", "[C] 1."))]
+CONTRACTS = st.builds(
+    OutputContract,
+    format=st.just("json_array") | st.just("numbered_list"),
+    mode=st.just("generate"),
+    identifiers=st.sampled_from(["labels", "ids"]),
+)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+FIELDS = st.sampled_from(["user", "candidates", "k", "mode", "history_items", "template", "id", "title"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=HOSTILE_TEXT, contract=CONTRACTS)
+def test_any_output_parses_to_candidates_only(text, contract):
+    parsed = parse_answer(text, CANDIDATES, contract)
+    assert set(parsed.ordered_ids) <= {"a", "b", "7"}
+    assert len(set(parsed.ordered_ids)) == len(parsed.ordered_ids)
+
+
+@settings(max_examples=400, deadline=None)
+@given(document=st.dictionaries(FIELDS, JSON_VALUES, max_size=6) | JSON_VALUES, as_text=st.booleans())
+def test_any_document_is_a_request_or_a_request_error(document, as_text):
+    try:
+        parse_request(json.dumps(document) if as_text else document)
+    except RequestError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=HOSTILE_TEXT)
+def test_cleaned_text_holds_no_structure(text):
+    sanitizer = TextSanitizer(["<file_sep>", "<|im_end|>"])
+    literal = sanitizer.literal(text, 200)
+    assert json.loads(literal) == sanitizer.clean(text, 200)
+    cleaned = json.loads(literal)
+    assert not re.search(r"<\s*/?\s*candidates\s*>|<\|im_end\|>|<file_sep>", cleaned, re.IGNORECASE)
+    assert not any(unicodedata.category(char) in ("Cf", "Cc") for char in cleaned)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=400) | HOSTILE_TEXT.map(lambda text: text.encode("utf-8", "surrogatepass")))
+def test_any_ranking_set_file_loads_or_is_a_data_error(tmp_path, data):
+    path = tmp_path / "set.jsonl"
+    path.write_bytes(data)
+    try:
+        load_dataset(path)
+    except PromptrecError:
+        pass
