@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import unicodedata
@@ -18,7 +19,7 @@ from promptrec.prompting.sanitize import TextSanitizer
 from promptrec.validation import parse_request
 
 PIECES = st.sampled_from(
-    ['"', "[", "]", "{", "}", ",", "\n", "1.", "[A]", '"B"', "</candidates>", "<|im_end|>", "\u202e", "\u200b"]
+    ['"', "[", "]", "{", "}", ",", "\n", "1.", "[A]", '"B"', "</candidates>", "<|im_end|>", "\u202e"]
 )
 HOSTILE_TEXT = st.lists(st.one_of(PIECES, st.text(max_size=6)), max_size=30).map("".join)
 CANDIDATES = [Item(id=i, title=t) for i, t in (("a", "Alien (1979)"), ("b", '"B"'), ("7", "[C] 1."))]
@@ -30,7 +31,9 @@ CONTRACTS = st.builds(
 )
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 FIELDS = st.sampled_from(["user", "candidates", "k", "mode", "history_items", "template", "id", "title"])
@@ -47,10 +50,8 @@ def test_any_output_parses_to_candidates_only(text, contract):
 @settings(max_examples=400, deadline=None)
 @given(document=st.dictionaries(FIELDS, JSON_VALUES, max_size=6) | JSON_VALUES, as_text=st.booleans())
 def test_any_document_is_a_request_or_a_request_error(document, as_text):
-    try:
+    with contextlib.suppress(RequestError):  # anything else fails the test
         parse_request(json.dumps(document) if as_text else document)
-    except RequestError:
-        pass
 
 
 @settings(max_examples=300, deadline=None)
@@ -69,7 +70,5 @@ def test_cleaned_text_holds_no_structure(text):
 def test_any_ranking_set_file_loads_or_is_a_data_error(tmp_path, data):
     path = tmp_path / "set.jsonl"
     path.write_bytes(data)
-    try:
+    with contextlib.suppress(PromptrecError):
         load_dataset(path)
-    except PromptrecError:
-        pass
