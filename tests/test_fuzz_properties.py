@@ -7,11 +7,12 @@ import json
 import re
 import unicodedata
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from promptrec.data.dataset import load_dataset
-from promptrec.errors import PromptrecError, RequestError
+from promptrec.errors import DataError, PromptrecError, RequestError
 from promptrec.models import Item
 from promptrec.parsing import parse_answer
 from promptrec.prompting.contract import OutputContract
@@ -72,3 +73,17 @@ def test_any_ranking_set_file_loads_or_is_a_data_error(tmp_path, data):
     path.write_bytes(data)
     with contextlib.suppress(PromptrecError):
         load_dataset(path)
+
+
+def test_a_csv_field_over_the_csv_size_limit_is_a_data_error(tmp_path):
+    # Found by scripts/fuzz.py: csv.Error escaped the MovieLens and catalogue loaders as a traceback.
+    from promptrec.data.catalog import load_catalog
+
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "movies.csv").write_text('movieId,title,genres\n1,"' + "x" * 200_000 + '",Drama\n')
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,1\n")
+    (tmp_path / "items.csv").write_text('id,title\n1,"' + "x" * 200_000 + '"\n')
+    for load, path in ((load_dataset, folder), (load_catalog, tmp_path / "items.csv")):
+        with pytest.raises(DataError, match=r"record line \d+: is not readable CSV \(field larger"):
+            load(path)

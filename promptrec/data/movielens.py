@@ -6,13 +6,11 @@ Genres become the item attribute "genres", joined with "|" in both formats.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 from promptrec.data.catalog import Catalog, InteractionLog, RawInteraction
-from promptrec.data.quality import DataQualityReport, read_text_file
+from promptrec.data.quality import DataQualityReport, csv_rows, read_text_file
 from promptrec.errors import DataError
 
 ML100K_GENRES = (
@@ -111,7 +109,7 @@ def _latest_movie_records(
 def load_movielens_latest(folder: Path, *, strict: bool = True) -> InteractionLog:
     movies_path, ratings_path = folder / "movies.csv", folder / "ratings.csv"
     report = DataQualityReport(source=str(folder))
-    movies = csv.reader(io.StringIO(read_text_file(movies_path, what="MovieLens movies file")))
+    movies = csv_rows(read_text_file(movies_path, what="MovieLens movies file"), str(movies_path))
     if next(movies, None) != ["movieId", "title", "genres"]:
         raise DataError(
             "header must be movieId,title,genres (MovieLens latest layout)",
@@ -121,7 +119,7 @@ def load_movielens_latest(folder: Path, *, strict: bool = True) -> InteractionLo
     records = _latest_movie_records(movies, path=movies_path, strict=strict, report=report)
     catalog = Catalog.from_records(records, strict=strict, source=str(movies_path), report=report)
 
-    ratings = csv.reader(io.StringIO(read_text_file(ratings_path, what="MovieLens ratings file")))
+    ratings = csv_rows(read_text_file(ratings_path, what="MovieLens ratings file"), str(ratings_path))
     if next(ratings, None) != ["userId", "movieId", "rating", "timestamp"]:
         raise DataError(
             "header must be userId,movieId,rating,timestamp (MovieLens latest layout)",
