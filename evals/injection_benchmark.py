@@ -19,7 +19,9 @@ the same file against the old code:
     PYTHONPATH=/tmp/promptrec-before nice -n 10 python evals/injection_benchmark.py --label before ...
     PYTHONPATH=. nice -n 10 python evals/injection_benchmark.py --label after ...
 
-Writes <out>/<label>.json and prints a Markdown table.
+Writes <out>/<label>.json and prints a Markdown table. `--structure-only` skips the model and checks the
+prompts themselves (tokenizer only, seconds): per payload, how many of the users' attacked prompts gain
+special tokens, candidate entries (`[X] "`) or `</candidates>` tags compared with their clean prompt.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ import argparse
 import json
 import math
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+from promptrec.bundled import bundled_model_dir
 from promptrec.data.llmrank import load_llmrank_cases
 from promptrec.models import Item, RankingCase, RankMode, RankRequest
-from promptrec.prompting.builder import PromptBudget
+from promptrec.prompting.builder import PromptBudget, build_prompts
+from promptrec.prompting.formatter import PromptFormatter
+from promptrec.prompting.templates import TemplateLibrary
 from promptrec.recommender import Recommender
 
 DEFAULT_DATASET = "../shared/data/llmrank-games/games200_random_cands20.jsonl"
@@ -161,6 +167,40 @@ def _mean(ranks: list[int]) -> float:
     return sum(ranks) / len(ranks)
 
 
+def structure(prompt: str, formatter: PromptFormatter) -> tuple[int, int, int]:
+    """(special tokens, candidate entries `[X] "`, closing candidate tags) in one prompt."""
+    special = {
+        formatter.tokenizer.convert_tokens_to_ids(token) for token in formatter.tokenizer.get_added_vocab()
+    }
+    ids = formatter.tokenizer.encode(prompt, add_special_tokens=False)
+    entries = len(re.findall(r'\[[A-Z]\] "', prompt))
+    return sum(token in special for token in ids), entries, prompt.count("</candidates>")
+
+
+def structure_check(cases: list[RankingCase], seed: int, max_history: int) -> dict[str, dict[str, int]]:
+    """Per payload: users whose attacked prompt gains special tokens, candidate lines or closing tags."""
+    formatter = PromptFormatter.from_model_dir(bundled_model_dir())
+    template = TemplateLibrary().get(None, RankMode.SCORE)
+    budget = PromptBudget(max_history_items=max_history)
+
+    def prompt(request: RankRequest) -> str:
+        return build_prompts(request, template, formatter, budget).texts[0]
+
+    table = {}
+    for payload in PAYLOADS:
+        gained = {"special_tokens": 0, "candidate_entries": 0, "closing_tags": 0}
+        for number, case in enumerate(cases):
+            v = victim_index(case, seed)
+            clean = structure(prompt(with_title(case, v, case.candidates[v].title)), formatter)
+            attacked = structure(
+                prompt(with_title(case, v, attacked_title(case, v, payload, number))), formatter
+            )
+            for name, before, after in zip(gained, clean, attacked, strict=True):
+                gained[name] += after > before
+        table[payload] = gained
+    return table
+
+
 def markdown(label: str, results: dict[str, Any]) -> str:
     lines = [
         f"### {label}",
@@ -186,8 +226,16 @@ def main() -> None:
     arguments.add_argument("--seed", type=int, default=0)
     arguments.add_argument("--label", default="after")
     arguments.add_argument("--out", default="evals/reports/injection")
+    arguments.add_argument("--structure-only", action="store_true")
     options = arguments.parse_args()
     cases = load_llmrank_cases(options.dataset)[: options.users]
+    if options.structure_only:
+        table = structure_check(cases, options.seed, options.max_history)
+        print(f"### {options.label}: users (of {len(cases)}) whose attacked prompt gains structure\n")
+        print("| payload | special tokens | candidate entries | `</candidates>` tags |\n|---|---|---|---|")
+        for payload, gained in table.items():
+            print(f"| {payload} | {' | '.join(str(count) for count in gained.values())} |")
+        return
     recommender = Recommender.load(
         "transformers", None, budget=PromptBudget(max_history_items=options.max_history), batch_size=8
     )
