@@ -34,7 +34,10 @@ class Item(StrictModel):
     text: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
 
-    _id_is_text = field_validator("id", mode="before")(lambda value: _id_text(value, "id"))
+    @field_validator("id", mode="before")
+    @classmethod
+    def _coerce_id(cls, value: Any) -> Any:
+        return _id_text(value, "id")
 
 
 class Interaction(StrictModel):
@@ -45,7 +48,10 @@ class Interaction(StrictModel):
     rating: float | None = Field(default=None, allow_inf_nan=False, strict=True)
     event: str | None = None
 
-    _id_is_text = field_validator("item_id", mode="before")(lambda value: _id_text(value, "item_id"))
+    @field_validator("item_id", mode="before")
+    @classmethod
+    def _coerce_id(cls, value: Any) -> Any:
+        return _id_text(value, "item_id")
 
 
 class UserContext(StrictModel):

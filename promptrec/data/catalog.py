@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from promptrec.data.quality import DataQualityReport, read_text_file
+from promptrec.data.quality import DataQualityReport, csv_error, read_text_file
 from promptrec.errors import DataError
 from promptrec.models import Interaction, Item
 
@@ -165,23 +165,26 @@ def _jsonl_records(text: str, source: str) -> Iterator[tuple[str, Mapping[str, A
 
 def _csv_records(text: str, source: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
     reader = csv.DictReader(io.StringIO(text))
-    missing = [name for name in ("id", "title") if name not in (reader.fieldnames or [])]
-    if missing:
-        raise DataError(
-            f"CSV header lacks column(s) {missing}; the header must include id,title[,text]",
-            path=source,
-            record="line 1",
-        )
-    for row in reader:
-        # DictReader puts surplus cells under the None key: a row longer than the header.
-        if None in row:
+    try:
+        missing = [name for name in ("id", "title") if name not in (reader.fieldnames or [])]
+        if missing:
             raise DataError(
-                f"has more cells than the header's {len(reader.fieldnames or [])} columns; "
-                "quote cells that contain commas",
+                f"CSV header lacks column(s) {missing}; the header must include id,title[,text]",
                 path=source,
-                record=f"line {reader.line_num}",
+                record="line 1",
             )
-        yield f"line {reader.line_num}", row
+        for row in reader:
+            # DictReader puts surplus cells under the None key: a row longer than the header.
+            if None in row:
+                raise DataError(
+                    f"has more cells than the header's {len(reader.fieldnames or [])} columns; "
+                    "quote cells that contain commas",
+                    path=source,
+                    record=f"line {reader.line_num}",
+                )
+            yield f"line {reader.line_num}", row
+    except csv.Error as error:
+        raise csv_error(error, source, reader.line_num) from None
 
 
 def load_catalog(path: str | Path, *, strict: bool = True) -> Catalog:

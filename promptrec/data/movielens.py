@@ -6,13 +6,11 @@ Genres become the item attribute "genres", joined with "|" in both formats.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 from promptrec.data.catalog import Catalog, InteractionLog, RawInteraction
-from promptrec.data.quality import DataQualityReport, read_text_file
+from promptrec.data.quality import DataQualityReport, csv_rows, read_text_file
 from promptrec.errors import DataError
 
 ML100K_GENRES = (
@@ -114,7 +112,7 @@ def load_movielens_movies(
 ) -> Catalog:
     """A MovieLens latest `movies.csv` (movieId,title,genres) on its own, as a catalogue."""
     report = report or DataQualityReport(source=str(movies_path))
-    movies = csv.reader(io.StringIO(read_text_file(movies_path, what="MovieLens movies file")))
+    movies = csv_rows(read_text_file(movies_path, what="MovieLens movies file"), str(movies_path))
     if next(movies, None) != MOVIES_HEADER:
         raise DataError(
             "header must be movieId,title,genres (MovieLens latest layout)",
@@ -130,7 +128,7 @@ def load_movielens_latest(folder: Path, *, strict: bool = True) -> InteractionLo
     report = DataQualityReport(source=str(folder))
     catalog = load_movielens_movies(movies_path, strict=strict, report=report)
 
-    ratings = csv.reader(io.StringIO(read_text_file(ratings_path, what="MovieLens ratings file")))
+    ratings = csv_rows(read_text_file(ratings_path, what="MovieLens ratings file"), str(ratings_path))
     if next(ratings, None) != ["userId", "movieId", "rating", "timestamp"]:
         raise DataError(
             "header must be userId,movieId,rating,timestamp (MovieLens latest layout)",

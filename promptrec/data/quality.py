@@ -7,6 +7,9 @@ the loader raises a `DataError` naming the record.
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -110,3 +113,21 @@ def read_text_file(path: Path, *, what: str, encoding: str = "utf-8") -> str:
         ) from exc
     except OSError as exc:
         raise DataError(f"{what} cannot be read ({exc.strerror}); check its permissions", path=shown) from exc
+
+
+def csv_error(error: csv.Error, source: str, line: int) -> DataError:
+    """A csv module failure (bad quoting, a field over csv's size limit) as a DataError naming the line."""
+    return DataError(
+        f"is not readable CSV ({error}); check the delimiter, the quoting and the field sizes",
+        path=source,
+        record=f"line {line}",
+    )
+
+
+def csv_rows(text: str, source: str) -> Iterator[list[str]]:
+    """csv.reader over `text`, raising DataError instead of csv.Error."""
+    reader = csv.reader(io.StringIO(text))
+    try:
+        yield from reader
+    except csv.Error as error:
+        raise csv_error(error, source, reader.line_num) from None
