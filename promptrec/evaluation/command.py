@@ -57,6 +57,7 @@ from promptrec.evaluation.strategy_methods import (
 )
 from promptrec.models import RankMode
 from promptrec.options import LLMOptions, build_llm_ranker, template_sha256
+from promptrec.retrievers import RETRIEVERS
 from promptrec.strategies.memo import MemoRanker
 
 BASELINES = ("random", "popularity", "bm25", "itemknn", "embedding")
@@ -116,6 +117,8 @@ def build_config(
         raise RequestError(
             f"--reference {reference}: not among --methods {','.join(chosen)}; add it to --methods or drop it"
         )
+    if hybrid_retriever is not None and hybrid_retriever not in RETRIEVERS:
+        raise RequestError(f"--hybrid-retriever {hybrid_retriever}: choose from {', '.join(RETRIEVERS)}")
     if validation is not None and validation_users is not None:
         raise RequestError(
             "--validation and --validation-users: pass one source of validation cases, not both"
@@ -302,8 +305,9 @@ OutOption = Annotated[Path, _help("Run folder; run the same command again to res
 MethodsOption = Annotated[
     str | None,
     _help(
-        "Comma-separated: llm, random, popularity, bm25, itemknn, embedding, hybrid (tallrec: llm, "
-        "random); all but the strategies if unset."
+        "Comma-separated: llm, random, popularity, bm25, itemknn, embedding, and the strategies hybrid, "
+        "hints, hybrid-hints (tallrec: llm, random; full-catalogue: itemknn, itemknn+llm, ...); "
+        "all but the strategies if unset."
     ),
 ]
 InteractionsOption = Annotated[

@@ -11,6 +11,7 @@ shortlisting `--rerank-top` items for the LLM to order (`itemknn+llm`, promptrec
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -162,12 +163,16 @@ def _report(task: RankingTask, config: RunConfig, metrics: dict[str, Any], timin
     lines = [
         "# Full-catalogue evaluation",
         "",
-        f"- data: `{described['source']}`, {described['cases']} users",
+        f"- data: `{os.path.relpath(described['source'])}`, {described['cases']} users",  # never absolute
         f"- protocol: {described['description']}",
         f"- retriever statistics from: {described['baseline_statistics_from']}",
-        f"- LLM: backend {config.llm.backend}, model {config.llm.model or 'bundled SmolLM2-135M'}, "
-        f"mode {config.mode}, "
-        f"reranking the retriever's top {config.rerank_top or DEFAULT_RERANK_TOP}",
+    ]
+    if any(name.endswith(LLM_SUFFIX) for name in config.methods):
+        lines.append(
+            f"- LLM: backend {config.llm.backend}, model {config.llm.model or 'bundled SmolLM2-135M'}, mode "
+            f"{config.mode}, reranking the retriever's top {config.rerank_top or DEFAULT_RERANK_TOP}"
+        )
+    lines += [
         "- values x100 with percentile-bootstrap 95% CIs; a target outside the top 20 counts as a miss",
         "",
         "| method | " + " | ".join(METRICS) + " |",

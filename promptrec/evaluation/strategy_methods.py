@@ -29,7 +29,7 @@ from promptrec.evaluation.runner import RankerMethod
 from promptrec.models import RankingCase, RankMode
 from promptrec.ranker import Ranker, RetrieverRanker
 from promptrec.retrievers import Retriever, make_retriever
-from promptrec.strategies.hints import CollaborativeHints, HintsRanker
+from promptrec.strategies.hints import HINT_TEMPLATES, CollaborativeHints, HintsRanker
 from promptrec.strategies.hybrid import HybridRanker
 
 STRATEGY_METHODS = ("hybrid", "hints", "hybrid-hints")
@@ -90,6 +90,11 @@ def build_strategy(
         raise RequestError(f"--methods {name}: strategies apply to the ranking protocol only")
     inner = llm
     if name in ("hints", "hybrid-hints"):
+        if config.llm.template is None and RankMode(config.mode) not in HINT_TEMPLATES:
+            raise RequestError(
+                f"--methods {name}: mode {config.mode} has no hints template; use --mode score or pointwise, "
+                "or name a template that shows hints with --template"
+            )
         popularity = fitted_retriever("popularity", task, config.seed)
         itemknn = fitted_retriever("itemknn", task, config.seed)
         catalogue = {item.id: item for item in task.catalog}
