@@ -36,6 +36,11 @@ from promptrec.evaluation.statistics import bootstrap_ci
 
 MOVIES = Path(__file__).resolve().parent.parent / "promptrec" / "datasets" / "ml-latest-small" / "movies.csv"
 K = 10
+METHODS = {
+    "retriever": {"use_llm": False},
+    "retriever+llm": {"use_llm": True},
+    "retriever-no-facets": {"use_llm": False, "facets": False},
+}
 GENRE_WORDS = {
     "Comedy": "comedy",
     "Drama": "drama",
@@ -135,6 +140,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model", default=None, help="Local model folder; the bundled SmolLM2 if unset.")
     parser.add_argument("--limit", type=int, default=None, help="First N requests only (a quick check).")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"Comma-separated subset of {list(METHODS)}; retriever-no-facets ignores the facets (ablation).",
+    )
+    parser.add_argument(
+        "--cold-index",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Time a cold index build in an empty cache first (slow); --no-cold-index uses the usual cache.",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -142,18 +158,20 @@ def main() -> None:
     requests = make_requests(table)[: args.limit]
     source = load_catalog_source(MOVIES)
 
-    # Latency of the index: cold (an empty cache), then warm (read from that cache).
-    with tempfile.TemporaryDirectory() as cache:
-        previous = os.environ.get("PROMPTREC_CACHE")
-        os.environ["PROMPTREC_CACHE"] = cache
-        cold = build_index(source)
-        warm = build_index(source)
-        if previous is None:
-            del os.environ["PROMPTREC_CACHE"]
-        else:
-            os.environ["PROMPTREC_CACHE"] = previous
-    assert (cold.cache_status, warm.cache_status) == ("built", "hit")
-    index = warm
+    methods = {name: METHODS[name] for name in args.methods.split(",")}
+    if args.cold_index:  # latency of the index: cold (an empty cache), then warm (read from that cache)
+        with tempfile.TemporaryDirectory() as cache:
+            previous = os.environ.get("PROMPTREC_CACHE")
+            os.environ["PROMPTREC_CACHE"] = cache
+            cold = build_index(source)
+            index = build_index(source)
+            if previous is None:
+                del os.environ["PROMPTREC_CACHE"]
+            else:
+                os.environ["PROMPTREC_CACHE"] = previous
+        assert (cold.cache_status, index.cache_status) == ("built", "hit")
+    else:
+        cold = index = build_index(source)
 
     started = time.perf_counter()
     recommender = Recommender.load("transformers", args.model)
@@ -163,8 +181,8 @@ def main() -> None:
     for number, request in enumerate(requests, start=1):
         relevant = relevant_ids(table, request["genres"], request["decade"])
         row = dict(request, genres=list(request["genres"]))
-        for method, use_llm in (("retriever", False), ("retriever+llm", True)):
-            result = recommender.recommend({"request": request["text"]}, index, k=K, use_llm=use_llm)
+        for method, options in methods.items():
+            result = recommender.recommend({"request": request["text"]}, index, k=K, **options)
             hits = [item_id in relevant for item_id in result.item_ids]
             row[method] = {
                 "item_ids": result.item_ids,
@@ -176,14 +194,10 @@ def main() -> None:
                 "timings_s": result.diagnostics.timings_s,
             }
         rows.append(row)
-        print(
-            f"[{number}/{len(requests)}] {request['text']!r}: "
-            f"P@10 retriever {row['retriever']['precision@10']:.1f}, "
-            f"+llm {row['retriever+llm']['precision@10']:.1f}",
-            flush=True,
-        )
+        scores = ", ".join(f"{method} {row[method]['precision@10']:.1f}" for method in methods)
+        print(f"[{number}/{len(requests)}] {request['text']!r}: P@10 {scores}", flush=True)
 
-    summary: dict = {"by_type": {}, "overall": {}}
+    summary: dict = {"requests": len(rows), "methods": list(methods), "by_type": {}, "coverage": {}}
     kinds = defaultdict(list)
     for row in rows:
         kinds[row["type"]].append(row)
@@ -193,28 +207,28 @@ def main() -> None:
                 metric: summarise([row[method][metric] for row in members])
                 for metric in ("precision@10", "ndcg@10", "ild")
             }
-            for method in ("retriever", "retriever+llm")
+            for method in methods
         }
-    for method in ("retriever", "retriever+llm"):
+    for method in methods:
         shown = {item_id for row in rows for item_id in row[method]["item_ids"]}
-        summary["overall"][method] = {
+        summary["coverage"][method] = {
             "catalogue_coverage": round(len(shown) / len(index.ids), 4),
             "distinct_items": len(shown),
         }
-    totals = [row["retriever+llm"]["timings_s"]["total_s"] for row in rows]
-    ranks = [row["retriever+llm"]["timings_s"]["rank_s"] for row in rows]
-    retrieves = [row["retriever+llm"]["timings_s"]["retrieve_s"] for row in rows]
-    summary["latency_s"] = {
-        "index_cold_build": round(cold.load_s, 2),
-        "index_warm_load": round(warm.load_s, 2),
-        "model_load": round(model_load_s, 2),
-        "recommend_warm_p50": round(float(np.percentile(totals, 50)), 3),
-        "recommend_warm_p95": round(float(np.percentile(totals, 95)), 3),
-        "retrieve_p50": round(float(np.percentile(retrieves, 50)), 3),
-        "llm_rank_p50": round(float(np.percentile(ranks, 50)), 3),
-        "items": len(index.ids),
-    }
-    summary["requests"] = len(rows)
+    summary["latency_s"] = {"items": len(index.ids), "model_load": round(model_load_s, 2)}
+    if args.cold_index:
+        summary["latency_s"] |= {
+            "index_cold_build": round(cold.load_s, 2),
+            "index_warm_load": round(index.load_s, 2),
+        }
+    if "retriever+llm" in methods:
+        timings = [row["retriever+llm"]["timings_s"] for row in rows]
+        summary["latency_s"] |= {
+            "recommend_warm_p50": percentile([t["total_s"] for t in timings], 50),
+            "recommend_warm_p95": percentile([t["total_s"] for t in timings], 95),
+            "retrieve_p50": percentile([t["retrieve_s"] for t in timings], 50),
+            "llm_rank_p50": percentile([t["rank_s"] for t in timings], 50),
+        }
     (args.out / "results.json").write_text(
         json.dumps({"summary": summary, "requests": rows}, indent=2) + "\n"
     )
@@ -222,50 +236,62 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
 
 
+def percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 3)
+
+
 def render_report(summary: dict, rows: list[dict]) -> str:
+    methods = summary["methods"]
     lines = [
         "# Request following on MovieLens latest-small",
         "",
         f"{summary['requests']} requests generated from `movies.csv` genres and years by "
         "`evals/request_following.py`; a movie is relevant when it has every requested genre and its title "
-        "year is in the requested decade. k = 10; the LLM (bundled SmolLM2-135M, score mode, scenario "
-        "`browse`) ranks the retrievers' top 20. 95% bootstrap CIs over requests.",
+        "year is in the requested decade. k = 10. Methods: `retriever` = `recommend(..., use_llm=False)`; "
+        "`retriever+llm` = the LLM (bundled SmolLM2-135M, score mode, scenario `browse`) ranks the "
+        "retrievers' top 20; `retriever-no-facets` = retrievers with facet extraction off (ablation). "
+        "95% bootstrap CIs over requests.",
         "",
         "| request type | n | method | precision@10 | NDCG@10 | intra-list diversity |",
         "|---|---|---|---|---|---|",
     ]
-    for kind, methods in summary["by_type"].items():
-        for method, metrics in methods.items():
+    for kind, by_method in summary["by_type"].items():
+        for method, metrics in by_method.items():
             cells = [f"{m['mean']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]" for m in metrics.values()]
-            lines.append(
-                f"| {kind} | {metrics['precision@10']['n']} | {method} | " + " | ".join(cells) + " |"
-            )
+            count = metrics["precision@10"]["n"]
+            lines.append(f"| {kind} | {count} | {method} | " + " | ".join(cells) + " |")
     lines += ["", "Catalogue coverage (distinct recommended items / catalogue size, all requests):", ""]
-    for method, coverage in summary["overall"].items():
+    for method, coverage in summary["coverage"].items():
         lines.append(f"- {method}: {coverage['catalogue_coverage']:.4f} ({coverage['distinct_items']} items)")
     latency = summary["latency_s"]
+    lines += ["", "## Latency (CPU, shared 2-core machine under heavy other load; upper bounds)", ""]
+    if "index_cold_build" in latency:
+        lines.append(
+            f"- index over {latency['items']} movies, cold build (embeddings + BM25, empty cache): "
+            f"{latency['index_cold_build']} s; warm load from the disk cache: {latency['index_warm_load']} s"
+        )
+    lines.append(f"- model load: {latency['model_load']} s")
+    if "recommend_warm_p50" in latency:
+        lines.append(
+            f"- `recommend` with a warm index in memory, end to end: p50 {latency['recommend_warm_p50']} s, "
+            f"p95 {latency['recommend_warm_p95']} s (retrieval p50 {latency['retrieve_p50']} s, LLM ranking "
+            f"p50 {latency['llm_rank_p50']} s)"
+        )
     lines += [
-        "",
-        "## Latency (CPU, shared 2-core machine under other load; upper bounds)",
-        "",
-        f"- index over {latency['items']} movies, cold build (embeddings + BM25, empty cache): "
-        f"{latency['index_cold_build']} s; warm load from the disk cache: {latency['index_warm_load']} s",
-        f"- model load: {latency['model_load']} s",
-        f"- `recommend` with a warm index in memory, end to end: p50 {latency['recommend_warm_p50']} s, "
-        f"p95 {latency['recommend_warm_p95']} s (retrieval p50 {latency['retrieve_p50']} s, LLM ranking p50 "
-        f"{latency['llm_rank_p50']} s)",
         "",
         "## Requests",
         "",
-        "| type | request | relevant in catalogue | P@10 retriever | P@10 +LLM | facets read |",
-        "|---|---|---|---|---|---|",
+        "| type | request | relevant in catalogue | "
+        + " | ".join(f"P@10 {m}" for m in methods)
+        + " | facets read |",
+        "|---|---|---|" + "---|" * len(methods) + "---|",
     ]
     for row in rows:
-        facets = {key: value for key, value in row["retriever"]["facets"].items() if value}
+        facets = {key: value for key, value in row[methods[0]]["facets"].items() if value}
+        scores = " | ".join(f"{row[method]['precision@10']:.1f}" for method in methods)
         lines.append(
-            f"| {row['type']} | {row['text']} | {row['n_relevant']} | "
-            f"{row['retriever']['precision@10']:.1f} | {row['retriever+llm']['precision@10']:.1f} | "
-            f"{facets} ({row['retriever']['facet_policy']}) |"
+            f"| {row['type']} | {row['text']} | {row['n_relevant']} | {scores} | "
+            f"{facets} ({row[methods[0]]['facet_policy']}) |"
         )
     return "\n".join(lines) + "\n"
 
