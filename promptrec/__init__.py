@@ -13,6 +13,7 @@ from promptrec.models import (
     UserContext,
 )
 from promptrec.recommender import Recommender
+from promptrec.validation import RequestLimits, parse_request
 
 __all__ = [
     "Diagnostics",
@@ -25,6 +26,8 @@ __all__ = [
     "RankedList",
     "RankingCase",
     "Recommender",
+    "RequestLimits",
     "UserContext",
+    "parse_request",
 ]
 __version__ = "0.1.0"

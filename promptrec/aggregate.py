@@ -16,8 +16,8 @@ pure back-fill), otherwise `partial`.
 
 Scores (score and pointwise modes): descending score, ties kept in candidate order. A NaN score is no
 usable answer: it is counted invalid, its candidate is treated as missing and back-filled after every
-scored candidate (below -inf as well), and its reported score is -inf so that returned scores never hold
-NaN and stay non-increasing.
+scored candidate (below -inf as well). A non-finite score (NaN, +-inf) is reported as null and counted in
+`Diagnostics.nonfinite_scores`, so returned scores are always valid JSON.
 """
 
 from __future__ import annotations
@@ -67,18 +67,20 @@ def rank_by_scores(request: RankRequest, scores: Sequence[float], diagnostics: D
     # sorted() is stable, also with reverse=True, so equal scores keep candidate order.
     ranked = sorted(scored, key=lambda index: values[index], reverse=True)
     score_by_id = {
-        item.id: (-math.inf if math.isnan(value) else value)
+        item.id: (value if math.isfinite(value) else None)
         for item, value in zip(request.candidates, values, strict=True)
     }
     model_ids = [request.candidates[index].id for index in ranked]
     nan_count = len(values) - len(scored)
+    nonfinite = sum(not math.isfinite(value) for value in values)
+    diagnostics = diagnostics.model_copy(update={"nonfinite_scores": nonfinite})
     return _ranked(request, model_ids, score_by_id, nan_count, 0, diagnostics)
 
 
 def _ranked(
     request: RankRequest,
     model_ids: list[str],
-    score_by_id: dict[str, float] | None,
+    score_by_id: dict[str, float | None] | None,
     invalid_count: int,
     duplicate_count: int,
     diagnostics: Diagnostics,

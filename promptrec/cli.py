@@ -15,11 +15,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
+from promptrec.cli_options import with_llm_options
 from promptrec.errors import PromptrecError, RequestError
 from promptrec.evaluation.command import eval_command
 from promptrec.models import RankMode
+from promptrec.options import LLMOptions
 from promptrec.recommend_command import recommend_command
+from promptrec.training.command import finetune_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prompt-driven LLM recommender.")
 stderr = Console(stderr=True)
@@ -44,22 +46,33 @@ def exits_on_error(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def make_recommender(backend: str, model: str | None, base_url: str | None, max_history: int) -> Any:
-    from promptrec.prompting.builder import PromptBudget
-    from promptrec.recommender import Recommender
+def make_ranker(options: LLMOptions, dataset: Any = None, keep_prompts: bool = False) -> Any:
+    """The LLM ranker `options` describe; demonstrations come from `dataset`'s training histories."""
+    from promptrec.options import build_llm_ranker
 
-    options: dict[str, Any] = {"budget": PromptBudget(max_history_items=max_history)}
-    if base_url:
-        options["base_url"] = base_url
-    with stderr.status(f"loading the {backend} backend..."):
-        return Recommender.load(backend, model, **options)
+    pool = {}
+    if dataset is not None:
+        pool = {
+            "train_histories": dataset.train_histories,
+            "catalog": {item.id: item for item in dataset.catalog},
+        }
+    elif options.demos and options.demo_selector != "self":
+        raise RequestError(
+            f"--demo-selector {options.demo_selector} draws demonstrations from other users' training "
+            "histories: rank with --dataset PATH --user ID, or use --demo-selector self"
+        )
+    with stderr.status(f"loading the {options.backend} backend..."):
+        return build_llm_ranker(options, keep_prompts=keep_prompts, **pool)
 
 
-def _read_request_text(source: str) -> str:
+def _read_request_bytes(source: str, max_bytes: int) -> bytes:
+    """At most max_bytes + 1 bytes, so an oversized request is refused (by parse_request) unread."""
     if source == "-":
-        return sys.stdin.read()
+        stream = getattr(sys.stdin, "buffer", None)
+        return stream.read(max_bytes + 1) if stream else sys.stdin.read(max_bytes + 1).encode()
     try:
-        return Path(source).read_text(encoding="utf-8")
+        with Path(source).open("rb") as handle:
+            return handle.read(max_bytes + 1)
     except OSError as error:
         raise RequestError(
             f"--request {source}: cannot read the file ({error.strerror}); give a JSON file or '-'"
@@ -68,6 +81,7 @@ def _read_request_text(source: str) -> str:
 
 @app.command()
 @exits_on_error
+@with_llm_options()
 def rank(
     dataset: Annotated[
         Path | None, typer.Option(help="Ranking set (.jsonl), MovieLens folder or RecBole .inter.")
@@ -76,58 +90,75 @@ def rank(
     request: Annotated[
         str | None, typer.Option(help="A rank request as a JSON file, or '-' for stdin.")
     ] = None,
-    backend: BackendOption = "transformers",
-    model: ModelOption = None,
-    mode: ModeOption = RankMode.GENERATE,
-    template: TemplateOption = None,
+    mode: Annotated[
+        RankMode | None,
+        typer.Option(
+            help="generate: the model writes a list; score / pointwise: log-probs. Default: the "
+            "request's own mode, else generate."
+        ),
+    ] = None,
     k: Annotated[int | None, typer.Option(min=1, help="Return the top k only.")] = None,
-    base_url: BaseUrlOption = None,
-    max_history: MaxHistoryOption = 50,
+    show_prompt: Annotated[
+        bool, typer.Option("--show-prompt", help="Print exactly what the model received to stderr, too.")
+    ] = False,
+    *,
+    llm: LLMOptions,
 ) -> None:
-    """Rank one user's candidates and print the ranked list as JSON."""
-    from promptrec.validation import parse_request
+    """Rank one user's candidates and print the ranked list as JSON.
+
+    Fields of a --request win over option defaults; an option given explicitly wins over the request.
+    """
+    from promptrec.validation import DEFAULT_LIMITS, parse_request
 
     if (request is None) == (dataset is None):
         raise RequestError("give either --request FILE|- or --dataset PATH --user ID")
+    loaded = None
     if request is not None:
-        rank_request = parse_request(_read_request_text(request))
+        rank_request = parse_request(_read_request_bytes(request, DEFAULT_LIMITS.max_bytes))
+        explicit = {"mode": mode, "template": llm.template, "k": k}
         rank_request = rank_request.model_copy(
-            update={"mode": mode, "template": template or rank_request.template, "k": k or rank_request.k}
+            update={field: value for field, value in explicit.items() if value is not None}
         )
     else:
         from promptrec.data.dataset import load_dataset
 
         if user is None:
             raise RequestError("--user is required with --dataset")
-        case = load_dataset(dataset).case_for_user(user)
-        rank_request = case.to_request(mode=mode, template=template, k=k)
-    recommender = make_recommender(backend, model, base_url, max_history)
-    ranked = recommender.rank(rank_request)
+        loaded = load_dataset(dataset)
+        rank_request = loaded.case_for_user(user).to_request(
+            mode=mode or RankMode.GENERATE, template=llm.template, k=k
+        )
+    ranked = make_ranker(llm, loaded, keep_prompts=show_prompt).rank_many([rank_request])[0]
+    for number, prompt in enumerate(ranked.diagnostics.prompts or [], start=1):
+        typer.echo(f"----- prompt {number} (verbatim, chat template applied) -----\n{prompt}", err=True)
     payload = {"user_id": rank_request.user.user_id, **ranked.model_dump(mode="json")}
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
 @app.command()
 @exits_on_error
+@with_llm_options(max_history=20)
 def demo(
     user: Annotated[
         str | None, typer.Option(help="A MovieLens user id; a fixed example user if unset.")
     ] = None,
     mode: ModeOption = RankMode.SCORE,
-    backend: BackendOption = "transformers",
-    model: ModelOption = None,
-    max_history: MaxHistoryOption = 20,
+    *,
+    llm: LLMOptions,
 ) -> None:
     """Rank 20 MovieLens candidates for one user with the bundled model, shown readably."""
     from promptrec.demo import run_demo
 
-    run_demo(make_recommender(backend, model, None, max_history), user=user, mode=mode)
+    run_demo(make_ranker(llm), user=user, mode=mode)
 
 
 app.command("recommend")(exits_on_error(recommend_command))
 
 # eval_command reports PromptrecErrors itself (it must close its progress display first).
 app.command("eval", help="Evaluate methods offline against held-out targets; resumable.")(eval_command)
+
+
+app.command("finetune")(exits_on_error(finetune_command))
 
 
 @app.command()

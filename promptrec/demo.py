@@ -13,14 +13,14 @@ from rich.table import Table
 
 from promptrec.data.dataset import load_dataset
 from promptrec.models import RankMode
-from promptrec.recommender import Recommender
+from promptrec.ranker import Ranker
 
 DEMO_DATASET = Path(__file__).resolve().parent / "datasets" / "ml-latest-small"
 DEMO_USER = "1"
 HISTORY_SHOWN = 10
 
 
-def run_demo(recommender: Recommender, user: str | None = None, mode: RankMode = RankMode.SCORE) -> None:
+def run_demo(ranker: Ranker, user: str | None = None, mode: RankMode = RankMode.SCORE) -> None:
     console = Console()
     dataset = load_dataset(DEMO_DATASET)
     case = dataset.case_for_user(user or DEMO_USER)
@@ -37,10 +37,8 @@ def run_demo(recommender: Recommender, user: str | None = None, mode: RankMode =
         history.add_row(str(position), titles[event.item_id], f"{event.rating:g}" if event.rating else "")
     console.print(history)
 
-    with console.status(
-        f"ranking {len(case.candidates)} candidates ({mode.value} mode, {recommender.backend.name})"
-    ):
-        ranked = recommender.rank(case.to_request(mode=mode))
+    with console.status(f"ranking {len(case.candidates)} candidates ({mode.value} mode, {ranker.name})"):
+        ranked = ranker.rank_many([case.to_request(mode=mode)])[0]
 
     result = Table(title="Ranked candidates (the held-out next movie is marked ★)")
     result.add_column("rank", justify="right")
@@ -56,7 +54,7 @@ def run_demo(recommender: Recommender, user: str | None = None, mode: RankMode =
     console.print(
         f"parse: {diagnostics.parse_status.value}, prompt tokens: {diagnostics.prompt_tokens}, "
         f"history used: {diagnostics.history_used} (dropped {diagnostics.history_dropped}), "
-        f"latency: {diagnostics.latency_s:.2f}s"
+        f"latency: {diagnostics.latency_s:.2f}s, backend: {diagnostics.backend}"
     )
     console.print(
         "[dim]A 135M model on CPU is a development model: expect near-random quality; "

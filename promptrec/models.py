@@ -7,9 +7,19 @@ Every model forbids unknown fields, so a misspelt field in a request fails loudl
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+# Text kept byte for byte (StrictModel strips whitespace from every other string).
+VerbatimText = Annotated[str, StringConstraints(strip_whitespace=False)]
+
+
+def _id_text(value: Any, name: str) -> Any:
+    """Ids are strings or integers (kept as their decimal text); a boolean is never an id."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a string or an integer, not a boolean")
+    return str(value) if isinstance(value, int) else value
 
 
 class StrictModel(BaseModel):
@@ -24,24 +34,18 @@ class Item(StrictModel):
     text: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("id", mode="before")
-    @classmethod
-    def _coerce_id(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+    _id_is_text = field_validator("id", mode="before")(lambda value: _id_text(value, "id"))
 
 
 class Interaction(StrictModel):
     """One thing a user did with an item, in chronological order within a history."""
 
     item_id: str = Field(min_length=1)
-    timestamp: float | None = None
-    rating: float | None = None
+    timestamp: float | None = Field(default=None, allow_inf_nan=False, strict=True)
+    rating: float | None = Field(default=None, allow_inf_nan=False, strict=True)
     event: str | None = None
 
-    @field_validator("item_id", mode="before")
-    @classmethod
-    def _coerce_id(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+    _id_is_text = field_validator("item_id", mode="before")(lambda value: _id_text(value, "item_id"))
 
 
 class UserContext(StrictModel):
@@ -70,13 +74,33 @@ class RankMode(StrEnum):
     POINTWISE = "pointwise"
 
 
+class Demonstration(StrictModel):
+    """A worked example shown to the model before the request, rendered by the same template.
+
+    Built from training data only (promptrec.strategies.demos): another user's history, or the same
+    user's history minus its last item, with the item that came next as the answer. `chosen_id` None
+    means the user chose none of the candidates (a pointwise "No").
+    """
+
+    user: UserContext
+    history_items: list[Item] = Field(default_factory=list)
+    candidates: list[Item] = Field(min_length=1)
+    chosen_id: str | None
+
+    @model_validator(mode="after")
+    def _chosen_is_candidate(self) -> Demonstration:
+        if self.chosen_id is not None and self.chosen_id not in {item.id for item in self.candidates}:
+            raise ValueError(f"demonstration chosen_id={self.chosen_id!r} is not among its candidates")
+        return self
+
+
 class RankRequest(StrictModel):
     """Rank `candidates` for `user`. Candidate order is also the declared back-fill order."""
 
     user: UserContext
     candidates: list[Item] = Field(min_length=1)
     k: int | None = Field(
-        default=None, ge=1, description="Length of the returned list; all candidates if unset."
+        default=None, ge=1, strict=True, description="Length of the returned list; all candidates if unset."
     )
     template: str | None = Field(
         default=None, description="Template name in prompts/; the mode's default if unset."
@@ -85,6 +109,15 @@ class RankRequest(StrictModel):
     history_items: list[Item] = Field(
         default_factory=list,
         description="Catalogue records for the history's item ids (titles shown in the prompt).",
+    )
+    demos: list[Demonstration] = Field(
+        default_factory=list,
+        description="Few-shot demonstrations, shown first; as many as fit the template's demo budget.",
+    )
+    hints: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Facts per candidate id (e.g. from training interactions), shown by templates that "
+        "use them (listwise_score_hints, pointwise_yesno_hints) as quoted data.",
     )
 
     @model_validator(mode="after")
@@ -97,6 +130,12 @@ class RankRequest(StrictModel):
                     "each candidate must appear once"
                 )
             seen.add(item.id)
+        unknown_hints = sorted(set(self.hints) - seen)
+        if unknown_hints:
+            raise ValueError(
+                f"hints has keys {unknown_hints[:5]} that are not candidate ids; key each hint list by the "
+                "id of the candidate it describes"
+            )
         known = {item.id for item in self.history_items}
         for position, event in enumerate(self.user.history):
             if event.item_id not in known:
@@ -112,8 +151,11 @@ class RankRequest(StrictModel):
 
 
 class ItemSource(StrEnum):
-    MODEL = "model"
-    BACKFILL = "backfill"
+    MODEL = "model"  # placed or scored by the LLM
+    BACKFILL = "backfill"  # not placed by the model; appended in candidate order
+    RETRIEVER = "retriever"  # ordered by a retriever alone
+    FUSED = "fused"  # ordered by fusing several rankings (e.g. the LLM's and a retriever's)
+    FALLBACK = "fallback"  # the backend failed; a retriever (or candidate order) ranked this list
 
 
 class ParseStatus(StrEnum):
@@ -134,20 +176,41 @@ class Diagnostics(StrictModel):
     completion_tokens: int = 0
     history_used: int = Field(default=0, description="History items that fit the token budget.")
     history_dropped: int = Field(default=0, description="Oldest history items cut to fit the token budget.")
+    demos_used: int = Field(default=0, description="Demonstrations that fit the demo budget.")
     latency_s: float = 0.0
     backend: str = ""
     mode: RankMode = RankMode.GENERATE
     template: str = ""
     backfill_order: Literal["candidate_order"] = "candidate_order"
+    prompts: list[VerbatimText] | None = Field(
+        default=None,
+        description="Exactly the text the model received, chat template applied (one per pointwise "
+        "candidate); kept only with Recommender(keep_prompts=True) or `promptrec rank --show-prompt`.",
+    )
+    fallback_reason: str | None = Field(
+        default=None,
+        description="Set when the backend failed and a fallback ranked the list: why, and by what.",
+    )
+    nonfinite_scores: int = Field(
+        default=0, description="Scores that were NaN or +-infinity: reported as null, never as non-JSON."
+    )
 
 
 class RankedList(StrictModel):
-    """The answer: an ordering of (the first k of) the candidate set, always."""
+    """The answer: an ordering of (the first k of) the candidate set, always.
+
+    `diagnostics` describes the answer as a whole. A strategy that combines several rankings (bootstrap
+    shuffles, fusion with a retriever) keeps each pass's own diagnostics, raw model text included, in
+    `passes`, in the order the passes ran.
+    """
 
     item_ids: list[str]
-    scores: list[float] | None = None
+    scores: list[float | None] | None = Field(
+        default=None, description="Score per item (score modes); null where the model gave no finite score."
+    )
     sources: list[ItemSource]
     diagnostics: Diagnostics
+    passes: list[Diagnostics] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _aligned(self) -> RankedList:

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption
+from promptrec.cli_options import with_llm_options
+from promptrec.options import LLMOptions, load_recommender
 from promptrec.scenarios import Scenario
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ class OutputFormat(StrEnum):
     TABLE = "table"
 
 
+# Demonstrations and bootstrap wrap `rank`; recommend ranks its own shortlist with the plain recommender.
+@with_llm_options(omit=("demos", "demo_selector", "bootstrap"))
 def recommend_command(
     catalog: Annotated[
         Path,
@@ -43,18 +46,16 @@ def recommend_command(
         typer.Option(min=0.0, max=1.0, help="MMR lambda: 0 keeps the ranking, 1 only diversifies."),
     ] = None,
     explain: Annotated[bool, typer.Option(help="Add one checked reason per item (slower).")] = False,
-    llm: Annotated[bool, typer.Option(help="--no-llm: the retrievers' order alone.")] = True,
+    use_llm: Annotated[
+        bool, typer.Option("--llm/--no-llm", help="--no-llm: the retrievers' order alone.")
+    ] = True,
     output: Annotated[
         OutputFormat, typer.Option("--format", help="json (default) or table.")
     ] = OutputFormat.JSON,
-    backend: BackendOption = "transformers",
-    model: ModelOption = None,
-    base_url: BaseUrlOption = None,
-    max_history: MaxHistoryOption = 50,
+    *,
+    llm: LLMOptions,
 ) -> None:
     """Recommend k items from a whole catalogue for a new user, a short history or a free-text request."""
-    from promptrec.cli import make_recommender
-
     user = {
         "request": request_text,
         "preferences": preference or [],
@@ -62,7 +63,7 @@ def recommend_command(
             {"item_id": item_id.strip()} for item_id in (history or "").split(",") if item_id.strip()
         ],
     }
-    with make_recommender(backend, model, base_url, max_history) as recommender:
+    with load_recommender(llm) as recommender:
         result = recommender.recommend(
             user,
             catalog,
@@ -71,7 +72,7 @@ def recommend_command(
             scenario=scenario,
             diversity=diversity,
             explain=explain,
-            use_llm=llm,
+            use_llm=use_llm,
         )
     if output is OutputFormat.TABLE:
         print_table(result)

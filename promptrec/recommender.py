@@ -11,24 +11,26 @@ import contextlib
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from promptrec.aggregate import assemble_ranked_list, rank_by_scores
 from promptrec.backends.base import Backend, GenerationConfig, StructuredOutput
+from promptrec.errors import BackendError, RequestError
+from promptrec.fallback import FALLBACK_CHOICES, fallback_ranking
 from promptrec.models import Diagnostics, RankedList, RankMode, RankRequest
 from promptrec.parsing import parse_answer
 from promptrec.prompting.builder import BuiltPrompts, PromptBudget, build_prompts
 from promptrec.prompting.constraints import answer_constraint
 from promptrec.prompting.templates import PromptTemplate, TemplateLibrary
-from promptrec.validation import parse_request
+from promptrec.ranker import ResultCallback
+from promptrec.retrievers.base import Retriever
+from promptrec.validation import DEFAULT_LIMITS, RequestLimits, parse_request
 
 if TYPE_CHECKING:
     from promptrec.models import UserContext
     from promptrec.recommend import CatalogInput, Recommendation
-
-ResultCallback = Callable[[int, RankedList], None]
 
 
 class Recommender:
@@ -40,7 +42,17 @@ class Recommender:
         budget: history and prompt-length caps below the model's context.
         constrained: in generate mode, ask the backend to constrain the answer to the candidates.
         batch_size: requests sent to the backend together.
+        fallback: None (a backend failure raises BackendError) or "retriever": a failing backend call yields
+            `fallback_retriever`'s ranking (candidate order if None), marked `fallback` (promptrec.fallback).
+        fallback_retriever: a fitted retriever for the fallback.
+        keep_prompts: put the exact prompt strings sent to the backend in `Diagnostics.prompts` (debugging
+            a template); off by default, as prompts are large and may hold the user's own words.
+        request_limits: size, nesting and candidate-count limits every request is validated against.
+        redact_contacts: replace e-mail addresses and phone numbers in the user's request and preferences
+            by placeholders before they reach the prompt.
     """
+
+    name = "llm"
 
     def __init__(
         self,
@@ -50,7 +62,19 @@ class Recommender:
         constrained: bool = True,
         batch_size: int = 8,
         seed: int = 0,
+        fallback: str | None = None,
+        fallback_retriever: Retriever | None = None,
+        keep_prompts: bool = False,
+        request_limits: RequestLimits = DEFAULT_LIMITS,
+        redact_contacts: bool = False,
     ):
+        if fallback not in FALLBACK_CHOICES:
+            raise RequestError(f"fallback={fallback!r} is not one of {FALLBACK_CHOICES}")
+        self.fallback = fallback
+        self.fallback_retriever = fallback_retriever
+        self.keep_prompts = keep_prompts
+        self.request_limits = request_limits
+        self.redact_contacts = redact_contacts
         self.backend = backend
         self.templates = templates or TemplateLibrary()
         self.budget = budget or PromptBudget()
@@ -65,11 +89,25 @@ class Recommender:
 
     @classmethod
     def load(cls, backend: str = "transformers", model: str | None = None, **options: Any) -> Recommender:
-        """Build a recommender on a named backend; `model=None` means the bundled SmolLM2."""
+        """Build a recommender on a named backend; `model=None` means the bundled SmolLM2.
+
+        The bundled model runs with the shipped fine-tuned adapter unless `adapter` is given (`adapter=None`
+        runs it zero-shot).
+        """
+        from promptrec.adapters import default_adapter
         from promptrec.backends.loader import load_backend
 
+        if "adapter" not in options and (shipped := default_adapter(backend, model)) is not None:
+            options["adapter"] = shipped
+        elif options.get("adapter", "") is None:
+            del options["adapter"]
         recommender_options = {
-            name: options.pop(name) for name in ("budget", "constrained", "batch_size") if name in options
+            name: options.pop(name)
+            for name in (
+                "budget", "constrained", "batch_size", "fallback", "fallback_retriever", "keep_prompts",
+                "request_limits", "redact_contacts",
+            )  # fmt: skip
+            if name in options
         }
         return cls(load_backend(backend, model, **options), **recommender_options)
 
@@ -82,7 +120,7 @@ class Recommender:
         on_result: ResultCallback | None = None,
     ) -> list[RankedList]:
         """Rank every request; `on_result(index, ranked)` fires as each batch finishes (progress, resume)."""
-        validated = [parse_request(request) for request in requests]
+        validated = [parse_request(request, self.request_limits) for request in requests]
         results: list[RankedList | None] = [None] * len(validated)
         indices = iter(range(len(validated)))
         while chunk := list(islice(indices, self.batch_size)):
@@ -92,13 +130,26 @@ class Recommender:
             for (mode, template_name), members in groups.items():
                 template = self.templates.get(template_name, mode)
                 with self.backend_lock:
-                    ranked = self._rank_group([validated[i] for i in members], template)
+                    ranked = self._rank_group_or_fall_back([validated[i] for i in members], template)
                 for index, result in zip(members, ranked, strict=True):
                     results[index] = result
             if on_result is not None:
                 for index in chunk:
                     on_result(index, results[index])
         return [result for result in results if result is not None]  # every slot is filled above
+
+    def _rank_group_or_fall_back(
+        self, requests: Sequence[RankRequest], template: PromptTemplate
+    ) -> list[RankedList]:
+        try:
+            return self._rank_group(requests, template)
+        except BackendError as error:
+            if self.fallback is None:
+                raise
+            return [
+                fallback_ranking(request, error, self.fallback_retriever, self.backend.name, self.seed)
+                for request in requests
+            ]
 
     def recommend(
         self, user: UserContext | dict[str, Any], catalog: CatalogInput, k: int = 10, **options: Any
@@ -137,7 +188,12 @@ class Recommender:
         self.close()
 
     def _rank_group(self, requests: Sequence[RankRequest], template: PromptTemplate) -> list[RankedList]:
-        prompts = [build_prompts(request, template, self.backend.formatter, self.budget) for request in requests]
+        prompts = [
+            build_prompts(
+                request, template, self.backend.formatter, self.budget, redact_contacts=self.redact_contacts
+            )
+            for request in requests
+        ]
         started = time.perf_counter()
         mode = template.contract.mode
         if mode is RankMode.GENERATE:
@@ -157,10 +213,12 @@ class Recommender:
                 completion_tokens=completion_tokens,
                 history_used=built.history_used,
                 history_dropped=built.history_dropped,
+                demos_used=built.demos_used,
                 latency_s=latency,
                 backend=self.backend.name,
                 mode=mode,
                 template=template.name,
+                prompts=list(built.texts) if self.keep_prompts else None,
             )
             if mode is RankMode.GENERATE:
                 parsed = parse_answer(raw_output, request.candidates, template.contract)

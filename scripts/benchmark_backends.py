@@ -40,7 +40,8 @@ def bare_backend_seconds(recommender: Recommender, requests: list, mode: RankMod
     """Time the backend alone on the exact prompts promptrec would send (prompt building excluded)."""
     template = recommender.templates.get(None, mode)
     built = [
-        build_prompts(request, template, recommender.backend.formatter, recommender.budget) for request in requests
+        build_prompts(request, template, recommender.backend.formatter, recommender.budget)
+        for request in requests
     ]
     backend, contract = recommender.backend, template.contract
     backend.reset_cache()  # promptrec just sent these prompts; a warm prefix cache would flatter the bare run

@@ -105,7 +105,8 @@ def test_a_parse_of_another_candidate_set_is_rejected(ids: list[str], problem: s
 def test_scores_rank_descending_with_ties_in_candidate_order() -> None:
     ranked = rank_by_scores(FIVE, [0.1, 0.5, 0.1, -math.inf, 0.5], BASE)
     assert ranked.item_ids == ["b", "e", "a", "c", "d"]
-    assert ranked.scores == [0.5, 0.5, 0.1, 0.1, -math.inf]
+    assert ranked.scores == [0.5, 0.5, 0.1, 0.1, None]  # -inf is not JSON: null, and counted
+    assert ranked.diagnostics.nonfinite_scores == 1
     assert ranked.sources == [MODEL] * 5
     assert ranked.diagnostics.parse_status is ParseStatus.OK
 
@@ -113,7 +114,8 @@ def test_scores_rank_descending_with_ties_in_candidate_order() -> None:
 def test_nan_scores_are_invalid_and_back_filled_after_every_scored_candidate() -> None:
     ranked = rank_by_scores(FIVE, [math.nan, -math.inf, 2.0, math.nan, 1.0], BASE)
     assert ranked.item_ids == ["c", "e", "b", "a", "d"]
-    assert ranked.scores == [2.0, 1.0, -math.inf, -math.inf, -math.inf]
+    assert ranked.scores == [2.0, 1.0, None, None, None]
+    assert ranked.diagnostics.nonfinite_scores == 3
     assert ranked.sources == [MODEL, MODEL, MODEL, BACKFILL, BACKFILL]
     diagnostics = ranked.diagnostics
     assert (diagnostics.invalid_count, diagnostics.missing_count) == (2, 2)
@@ -220,8 +222,10 @@ def test_any_scores_become_a_valid_ranking(ids: list[str], k: int | None, data: 
     ranked = rank_by_scores(request, scores, BASE)
     scored = [score for score in scores if not math.isnan(score)]
     check_invariant(request, ranked, len(scored))
-    assert ranked.scores is not None and not any(math.isnan(score) for score in ranked.scores)
-    assert ranked.scores == sorted(ranked.scores, reverse=True)
+    assert ranked.scores is not None
+    finite = [score for score in ranked.scores if score is not None]
+    assert all(math.isfinite(score) for score in finite) and finite == sorted(finite, reverse=True)
+    assert ranked.diagnostics.nonfinite_scores == sum(not math.isfinite(score) for score in scores)
     assert ranked.diagnostics.invalid_count == len(scores) - len(scored)
     by_id = dict(zip(ids, scores, strict=True))
     for first, second in zip(ranked.item_ids, ranked.item_ids[1:], strict=False):

@@ -24,6 +24,7 @@ from promptrec.evaluation.command import build_config, eval_command, run_evaluat
 from promptrec.evaluation.protocols import Protocol
 from promptrec.evaluation.runner import ResultStore, RunConfigMismatch
 from promptrec.models import RankMode
+from promptrec.options import LLMOptions
 from promptrec.recommender import Recommender
 from tests.fake_backend import ScriptedBackend
 
@@ -84,6 +85,7 @@ class FailingBackend(ScriptedBackend):
 
 
 def config_for(dataset: Path, methods: str = "llm,random", **options):
+    llm_fields = set(LLMOptions.model_fields)
     settings = dict(
         methods=methods,
         protocol=Protocol.AUTO,
@@ -92,15 +94,11 @@ def config_for(dataset: Path, methods: str = "llm,random", **options):
         limit=None,
         seed=0,
         n_negatives=19,
-        backend="transformers",
-        model=None,
         mode=None,
-        template=None,
-        max_history=50,
-        base_url=None,
     )
-    settings.update(options)
-    return build_config(dataset, **settings)
+    settings.update({name: value for name, value in options.items() if name not in llm_fields})
+    llm = LLMOptions(**{name: value for name, value in options.items() if name in llm_fields})
+    return build_config(dataset, llm=llm, **settings)
 
 
 def evaluate(

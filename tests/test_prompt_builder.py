@@ -2,7 +2,7 @@ import pytest
 
 from promptrec.errors import RequestError
 from promptrec.models import Interaction, Item, RankMode, RankRequest, UserContext
-from promptrec.prompting.builder import PromptBudget, as_data, build_prompts
+from promptrec.prompting.builder import PromptBudget, build_prompts
 from promptrec.prompting.templates import TemplateLibrary
 from tests.fake_backend import ScriptedBackend
 
@@ -100,6 +100,42 @@ def test_hostile_titles_and_requests_stay_inert_data():
     assert len(candidate_lines) == 2  # the newline in the title did not create a new line
 
 
-def test_as_data_flattens_and_truncates():
-    assert as_data("a\n\tb  <|x|> c", 100) == "a b c"
-    assert len(as_data("word " * 100, 20)) == 20
+ITEM_DETAILS_TEMPLATE = """{#- contract
+format = "label_logprob"
+mode = "score"
+answer_prefix = "["
+max_new_tokens = 1
+item_text_chars = 60
+item_attributes = true
+-#}
+{% block system %}Pick one.{% endblock %}
+{% block user %}
+{% for c in candidates %}[{{ c.label }}] {{ c.title }} | {{ c.text }} | {{ c.attributes | dictsort }}
+{% endfor %}
+{% endblock %}
+"""
+
+
+def test_item_text_and_attributes_reach_opted_in_templates_and_shrink_before_failing(tmp_path):
+    (tmp_path / "details.jinja").write_text(ITEM_DETAILS_TEMPLATE, encoding="utf-8")
+    template = TemplateLibrary([tmp_path]).load("details")
+    long_text = " ".join(f"word{i}" for i in range(100))
+    request = RankRequest(
+        user=UserContext(),
+        candidates=[
+            Item(id=f"c{i}", title=f"candidate {i}", text=long_text, attributes={"genre": "Drama"})
+            for i in range(3)
+        ],
+        mode=RankMode.SCORE,
+    )
+    roomy = build_prompts(request, template, ScriptedBackend().formatter, PromptBudget()).texts[0]
+    assert "word0 word1" in roomy and "word99" not in roomy, "text is cut to the contract's 60 characters"
+    assert "('genre', '\"Drama\"')" in roomy, "attribute values reach the template as literals"
+    tight_backend = ScriptedBackend(max_context_tokens=40)
+    tight = build_prompts(request, template, tight_backend.formatter, PromptBudget()).texts[0]
+    assert tight_backend.count_tokens(tight) <= 39
+    assert "candidate 2" in tight and tight.count("word") < roomy.count("word")
+    plain = build_prompts(
+        request, LIBRARY.get(None, RankMode.SCORE), ScriptedBackend().formatter, PromptBudget()
+    )
+    assert "word0" not in plain.texts[0], "templates that do not opt in never see item text"

@@ -124,11 +124,12 @@ def test_relative_time_markers():
     assert history_ages([Interaction(item_id="a")]) == [None]
 
 
+# As the builder passes them: untrusted text already rendered as JSON string literals.
 VARIABLES = {
-    "history": [{"title": "Toy Story (1995)", "rating": None, "event": None, "ago": "2 days ago"}],
-    "user_request": "a 90s comedy",
+    "history": [{"title": '"Toy Story (1995)"', "rating": None, "event": None, "ago": "2 days ago"}],
+    "user_request": '"a 90s comedy"',
     "preferences": [],
-    "candidates": [{"label": "A", "id": "5", "title": "Clueless (1995)"}],
+    "candidates": [{"label": "A", "id": "5", "title": '"Clueless (1995)"'}],
     "k": 1,
 }
 
@@ -139,7 +140,7 @@ def test_scenarios_render_with_their_contracts(scenario):
     assert template.contract.format is OutputFormat.LABEL_LOGPROB
     assert template.contract.answer_prefix == "The best candidate is ["
     system, user = (message.content for message in template.render(VARIABLES))
-    assert '[A] "Clueless (1995)"' in user and "<user_request>a 90s comedy</user_request>" in user
+    assert '[A] "Clueless (1995)"' in user and '<user_request>"a 90s comedy"</user_request>' in user
     heading = {
         Scenario.CART: "Items in the user's cart",
         Scenario.POST_PURCHASE: "Items the user just bought",

@@ -163,7 +163,7 @@ def test_unsupported_quantization_is_refused(tmp_path: Path) -> None:
 def test_lora_adapter_is_applied_to_every_call(bundled_model_dir: Path, tmp_path: Path) -> None:
     adapter = make_lora_adapter(bundled_model_dir, tmp_path / "adapter")
     tuned = VLLMBackend(
-        bundled_model_dir, dtype="float32", max_model_len=512, max_lora_rank=8, lora_adapter=adapter
+        bundled_model_dir, dtype="float32", max_model_len=512, max_lora_rank=8, adapter=adapter
     )
     try:
         prompt = ranking_prompt(tuned, LABELS) + "The best candidate is "

@@ -62,6 +62,10 @@ class Backend(ABC):
     def max_context_tokens(self) -> int:
         return self.formatter.max_context_tokens
 
+    @property
+    def special_tokens(self) -> frozenset[str]:
+        return self.formatter.special_tokens
+
     def count_tokens(self, text: str) -> int:
         return self.formatter.count_tokens(text)
 

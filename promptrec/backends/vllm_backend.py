@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from promptrec.adapters.card import check_adapter
 from promptrec.backends.base import Backend, Generation, GenerationConfig, StructuredOutput
 from promptrec.errors import BackendError
 
@@ -76,7 +77,7 @@ def _apply_cpu_defaults() -> None:
 class VLLMBackend(Backend):
     """Greedy, seeded generation and label scoring with an in-process vLLM engine.
 
-    `model` must be a local Hugging Face folder (vLLM no longer reads GGUF). When `lora_adapter` is
+    `model` must be a local Hugging Face folder (vLLM no longer reads GGUF). When `adapter` is
     given, LoRA is enabled and the adapter is applied to every request. `dtype="auto"` means float32 on
     CPU (like the transformers backend) and the checkpoint's dtype on a GPU.
     """
@@ -97,7 +98,7 @@ class VLLMBackend(Backend):
         kv_cache_memory_bytes: int | None = None,
         enable_lora: bool = False,
         max_lora_rank: int = 16,
-        lora_adapter: str | Path | None = None,
+        adapter: str | Path | None = None,
     ) -> None:
         if quantization is not None and quantization not in SUPPORTED_QUANTIZATIONS:
             raise BackendError(
@@ -105,11 +106,9 @@ class VLLMBackend(Backend):
                 f"{', '.join(SUPPORTED_QUANTIZATIONS)} or None (bitsandbytes and GGUF need vLLM plugins)"
             )
         model_dir = _require_folder(model, "model", "config.json")
-        adapter_dir = (
-            None
-            if lora_adapter is None
-            else _require_folder(lora_adapter, "lora_adapter", "adapter_config.json")
-        )
+        adapter_dir = None if adapter is None else _require_folder(adapter, "adapter", "adapter_config.json")
+        if adapter_dir is not None:
+            check_adapter(adapter_dir, model_dir)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         # vLLM logs to stdout by default, which would corrupt the JSON that `promptrec rank` prints there.
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")

@@ -166,3 +166,27 @@ def llmrank_train_histories(
                     record=seq.record,
                 )
     return train
+
+
+# Users of a leave-one-out log kept out of fine-tuning, so the shipped adapter is measured on users it never
+# saw. User "1" is promptrec.demo.DEMO_USER: the demo must show a user the adapter was not trained on.
+HELD_OUT_FRACTION = 0.2
+ALWAYS_HELD_OUT = ("1",)
+
+
+def held_out_users(
+    user_ids: Iterable[str],
+    fraction: float = HELD_OUT_FRACTION,
+    seed: int = 0,
+    always: Iterable[str] = ALWAYS_HELD_OUT,
+) -> set[str]:
+    """A deterministic user split: the users kept out of training (evaluation users), plus `always`.
+
+    Membership depends only on (seed, user id), never on which other users exist, so adding users to a
+    log never moves an existing user across the split.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    ids = list(user_ids)
+    chosen = {user_id for user_id in ids if user_rng(seed, f"holdout:{user_id}").random() < fraction}
+    return chosen | (set(always) & set(ids))

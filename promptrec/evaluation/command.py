@@ -6,7 +6,9 @@ with their code. `run_evaluation` is the same thing as a Python function (tests 
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +25,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from promptrec.cli_options import BackendOption, BaseUrlOption, MaxHistoryOption, ModelOption, TemplateOption
+from promptrec.cli_options import with_llm_options
 from promptrec.errors import PromptrecError, RequestError
-from promptrec.evaluation import report
+from promptrec.evaluation import full_catalogue, report
 from promptrec.evaluation.protocols import (
     PUBLISHED,
     PUBLISHED_NOTES,
@@ -38,16 +40,24 @@ from promptrec.evaluation.protocols import (
     load_task,
 )
 from promptrec.evaluation.runner import (
-    LLMMethod,
     Method,
-    RetrieverMethod,
+    RankerMethod,
     RunConfig,
     TimingLog,
     open_run_dir,
     read_results,
     run_method,
 )
+from promptrec.evaluation.strategy_methods import (
+    STRATEGY_METHODS,
+    Validation,
+    build_strategy,
+    fitted_retriever,
+    split_validation,
+)
 from promptrec.models import RankMode
+from promptrec.options import LLMOptions, build_llm_ranker, template_sha256
+from promptrec.strategies.memo import MemoRanker
 
 BASELINES = ("random", "popularity", "bm25", "itemknn", "embedding")
 POINTWISE_METHODS = ("llm", "random")  # a one-candidate question gives count/text baselines nothing to rank
@@ -56,8 +66,10 @@ RecommenderFactory = Callable[[], Any]
 
 def _methods(text: str | None, protocol: Protocol) -> list[str]:
     default = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES)
+    allowed = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES, *STRATEGY_METHODS)
+    if protocol is Protocol.FULL_CATALOGUE:
+        default, allowed = full_catalogue.DEFAULT_METHODS, full_catalogue.catalogue_methods()
     methods = [name.strip() for name in text.split(",") if name.strip()] if text else list(default)
-    allowed = POINTWISE_METHODS if protocol is Protocol.TALLREC else ("llm", *BASELINES)
     unknown = [name for name in methods if name not in allowed]
     if unknown or len(set(methods)) != len(methods) or not methods:
         problem = f"unknown or unsupported {unknown}" if unknown else "empty or repeated names"
@@ -89,12 +101,14 @@ def build_config(
     limit: int | None,
     seed: int,
     n_negatives: int,
-    backend: str,
-    model: str | None,
     mode: RankMode | None,
-    template: str | None,
-    max_history: int,
-    base_url: str | None,
+    llm: LLMOptions,
+    hybrid_retriever: str | None = None,
+    validation: Path | None = None,
+    validation_limit: int | None = None,
+    validation_users: float | None = None,
+    rerank_top: int | None = None,
+    held_out: bool = False,
 ) -> RunConfig:
     protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
     chosen = _methods(methods, protocol)
@@ -102,57 +116,71 @@ def build_config(
         raise RequestError(
             f"--reference {reference}: not among --methods {','.join(chosen)}; add it to --methods or drop it"
         )
+    if validation is not None and validation_users is not None:
+        raise RequestError(
+            "--validation and --validation-users: pass one source of validation cases, not both"
+        )
+    run_mode = _mode(mode, protocol)
     return RunConfig(
-        dataset=str(dataset.resolve()),
+        dataset=_shown_path(dataset),
         dataset_sha256=fingerprint(dataset),
         protocol=protocol.value,
-        interactions=str(interactions.resolve()) if interactions else None,
+        interactions=_shown_path(interactions) if interactions else None,
         interactions_sha256=fingerprint(interactions) if interactions else None,
         methods=chosen,
         reference=reference or ("random" if "random" in chosen else ""),
         limit=limit,
         seed=seed,
         n_negatives=n_negatives,
-        backend=backend,
-        model=model,
-        mode=_mode(mode, protocol).value,
-        template=template,
-        max_history=max_history,
-        base_url=base_url,
+        mode=run_mode.value,
+        template_sha256=template_sha256(llm.template, run_mode),
+        llm=llm,
+        hybrid_retriever=hybrid_retriever,
+        validation=_shown_path(validation) if validation else None,
+        validation_sha256=fingerprint(validation) if validation else None,
+        validation_limit=validation_limit,
+        validation_users=validation_users,
+        rerank_top=rerank_top,
+        held_out=held_out,
     )
 
 
-def _default_recommender(config: RunConfig) -> RecommenderFactory:
-    """Like cli.make_recommender minus its spinner: a second live display would fight the progress bars."""
-
-    def load() -> Any:
-        from promptrec.prompting.builder import PromptBudget
-        from promptrec.recommender import Recommender
-
-        options: dict[str, Any] = {"budget": PromptBudget(max_history_items=config.max_history)}
-        if config.base_url:
-            options["base_url"] = config.base_url
-        return Recommender.load(config.backend, config.model, **options)
-
-    return load
+def _shown_path(path: Path) -> str:
+    """The path relative to the working directory when it lies below it; never a resolved absolute path
+    that names the machine it ran on."""
+    return os.path.relpath(path) if path.is_absolute() else str(path)
 
 
 def _method_factory(
-    name: str, task: Task, config: RunConfig, recommender: RecommenderFactory
+    name: str,
+    task: Task,
+    config: RunConfig,
+    recommender: RecommenderFactory,
+    *,
+    validation: Validation | None = None,
+    out: Path | None = None,
+    console: Console | None = None,
 ) -> Callable[[], Method]:
     def build() -> Method:
         if name == "llm":
-            return LLMMethod(recommender())
-        from promptrec.retrievers import make_retriever
+            return RankerMethod(name, recommender())
+        if name in STRATEGY_METHODS:
+            return build_strategy(name, task, validation, config, recommender(), out or Path("."), console)
+        from promptrec.ranker import RetrieverRanker
 
-        retriever = make_retriever(name, seed=config.seed) if name == "random" else make_retriever(name)
-        if isinstance(task, RankingTask):
-            retriever.fit(task.train_histories, {item.id: item for item in task.catalog})
-        else:  # TALLRec: only the random baseline, which learns nothing from its catalogue
-            retriever.fit({}, {item.id: item for item in (case.target_item() for case in task.cases)})
-        return RetrieverMethod(name, retriever, config.seed)
+        return RankerMethod(name, RetrieverRanker(fitted_retriever(name, task, config.seed), config.seed))
 
     return build
+
+
+_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+    TextColumn("ETA"),
+    TimeRemainingColumn(),
+)
 
 
 class _ProgressBars:
@@ -174,6 +202,19 @@ class _ProgressBars:
         return update
 
 
+def _llm_ranker(config: RunConfig, task: Task | None, recommender: RecommenderFactory | None) -> Any:
+    """The run's LLM ranker (LLMOptions' strategies around the recommender); demonstrations come from the
+    task's training histories only. `recommender` replaces the loaded model (tests)."""
+    ranking = isinstance(task, RankingTask)
+    return build_llm_ranker(
+        config.llm,
+        train_histories=task.train_histories if ranking else None,
+        catalog={item.id: item for item in task.catalog} if ranking else None,
+        seed=config.seed,
+        recommender=recommender() if recommender else None,
+    )
+
+
 def run_evaluation(
     config: RunConfig,
     out: Path,
@@ -184,6 +225,10 @@ def run_evaluation(
     """Run (or resume) every method, then write metrics.json, diagnostics.json, timings.json, report.md and
     the plots into `out`. Returns the metrics."""
     console = console or Console(stderr=True)
+    if config.protocol == Protocol.FULL_CATALOGUE.value:
+        with Progress(*_COLUMNS, console=console) as progress:
+            llm = functools.cache(lambda: _llm_ranker(config, None, recommender))
+            return full_catalogue.run_full_catalogue(config, out, llm, _ProgressBars(progress).callback)
     open_run_dir(out, config)
     started = time.perf_counter()
     task = load_task(
@@ -193,28 +238,24 @@ def run_evaluation(
         limit=config.limit,
         n_negatives=config.n_negatives,
         seed=config.seed,
+        held_out=config.held_out,
     )
+    task, validation = split_validation(task, config)
+    # One LLM for every method of the run, remembering its answers: `hybrid` reuses what `llm` ranked.
+    llm = functools.cache(lambda: MemoRanker(_llm_ranker(config, task, recommender)))
     timings = TimingLog(out)
     timings.add("load data", 0, time.perf_counter() - started, 0.0)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with Progress(*_COLUMNS, console=console) as progress:
         bars = _ProgressBars(progress)
         for name in config.methods:
-            build = _method_factory(name, task, config, recommender or _default_recommender(config))
+            build = _method_factory(name, task, config, llm, validation=validation, out=out, console=console)
             run_method(
                 name,
                 build,
                 task,
                 out,
                 mode=RankMode(config.mode),
-                template=config.template,
+                template=config.llm.template,
                 on_progress=bars.callback(name),
                 timings=timings,
             )
@@ -261,18 +302,37 @@ OutOption = Annotated[Path, _help("Run folder; run the same command again to res
 MethodsOption = Annotated[
     str | None,
     _help(
-        "Comma-separated: llm, random, popularity, bm25, itemknn, embedding (tallrec: llm, random); "
-        "all if unset."
+        "Comma-separated: llm, random, popularity, bm25, itemknn, embedding, hybrid (tallrec: llm, "
+        "random); all but the strategies if unset."
     ),
 ]
 InteractionsOption = Annotated[
     Path | None, _help("Train histories for the baselines, e.g. Games-6k.valid.inter (never a .test.inter).")
 ]
-ProtocolOption = Annotated[Protocol, _help("auto: a .json file is tallrec, anything else ranking.")]
+ProtocolOption = Annotated[
+    Protocol, _help("auto: a .json file is tallrec, anything else ranking; full-catalogue: all items (LOO).")
+]
 ReferenceOption = Annotated[str | None, _help("Method the others are compared with; random if run.")]
 ModeOption = Annotated[RankMode | None, _help("LLM mode; unset: generate (ranking), pointwise (tallrec).")]
+# Strategy options (promptrec/evaluation/strategy_methods.py).
+HybridRetrieverOption = Annotated[
+    str | None,
+    _help("Retriever the hybrid fuses with the LLM (popularity, bm25, itemknn, embedding); itemknn."),
+]
+ValidationOption = Annotated[
+    Path | None,
+    _help("Ranking set of OTHER users to choose the hybrid weight on (Games: games6k_random_cands20.jsonl)."),
+]
+ValidationLimitOption = Annotated[int | None, typer.Option(min=1, help="Use the first N validation users.")]
+ValidationUsersOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0, max=1.0, help="Hold out this share of the dataset's users for validation (e.g. 0.2)."
+    ),
+]
 
 
+@with_llm_options()
 def eval_command(
     dataset: DatasetOption,
     out: OutOption,
@@ -283,12 +343,20 @@ def eval_command(
     protocol: ProtocolOption = Protocol.AUTO,
     reference: ReferenceOption = None,
     n_negatives: Annotated[int, typer.Option(min=1, help="Sampled negatives per case (leave-one-out).")] = 19,
-    backend: BackendOption = "transformers",
-    model: ModelOption = None,
     mode: ModeOption = None,
-    template: TemplateOption = None,
-    max_history: MaxHistoryOption = 50,
-    base_url: BaseUrlOption = None,
+    held_out: Annotated[
+        bool, typer.Option(help="Evaluate only the held-out user split (the users fine-tuning never sees).")
+    ] = False,
+    hybrid_retriever: HybridRetrieverOption = None,
+    validation: ValidationOption = None,
+    validation_limit: ValidationLimitOption = None,
+    validation_users: ValidationUsersOption = None,
+    rerank_top: Annotated[
+        int | None,
+        typer.Option(min=1, help="full-catalogue: items the retriever shortlists for the LLM (20)."),
+    ] = None,
+    *,
+    llm: LLMOptions,
 ) -> None:
     """Evaluate the LLM and baselines offline: metrics with 95% CIs, slices, report.md and plots in --out.
 
@@ -305,12 +373,14 @@ def eval_command(
             limit=limit,
             seed=seed,
             n_negatives=n_negatives,
-            backend=backend,
-            model=model,
             mode=mode,
-            template=template,
-            max_history=max_history,
-            base_url=base_url,
+            llm=llm,
+            hybrid_retriever=hybrid_retriever,
+            validation=validation,
+            validation_limit=validation_limit,
+            validation_users=validation_users,
+            rerank_top=rerank_top,
+            held_out=held_out,
         )
         metrics = run_evaluation(config, out, console=console)
     except PromptrecError as error:

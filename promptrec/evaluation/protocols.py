@@ -24,7 +24,7 @@ from typing import Any
 from promptrec.data.catalog import Catalog
 from promptrec.data.dataset import load_dataset
 from promptrec.data.recbole import find_item_file, inter_form, load_item_file
-from promptrec.data.splits import llmrank_train_histories
+from promptrec.data.splits import held_out_users, llmrank_train_histories
 from promptrec.data.tallrec import PointwiseCase, load_tallrec
 from promptrec.errors import DataError, RequestError
 from promptrec.evaluation.metrics import CUTOFFS, case_metrics, ndcg_at_k
@@ -90,6 +90,7 @@ class Protocol(StrEnum):
     AUTO = "auto"
     RANKING = "ranking"
     TALLREC = "tallrec"
+    FULL_CATALOGUE = "full-catalogue"  # leave-one-out against every catalogue item (full_catalogue.py)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def _reference_key(path: Path, protocol: Protocol) -> str:
     return "generic"
 
 
-def _check_train_ends_with_history(
+def check_train_ends_with_history(
     cases: Sequence[RankingCase], train: dict[str, list[str]], source: str
 ) -> None:
     """Label-blind guard: each evaluated user's train history must end exactly where the case history ends.
@@ -176,7 +177,7 @@ def _check_train_ends_with_history(
             )
 
 
-def _interaction_histories(interactions: Path, catalog: Catalog) -> tuple[dict[str, list[str]], Catalog]:
+def interaction_histories(interactions: Path, catalog: Catalog) -> tuple[dict[str, list[str]], Catalog]:
     if interactions.suffix != ".inter" or inter_form(interactions) != "sequence":
         raise RequestError(
             f"--interactions {interactions}: expected an LLMRank sequence .inter file "
@@ -203,8 +204,12 @@ def load_task(
     limit: int | None = None,
     n_negatives: int = 19,
     seed: int = 0,
+    held_out: bool = False,
 ) -> Task:
-    """Load the evaluation cases (the first `limit` in file order) for a protocol ('auto' detects it)."""
+    """Load the evaluation cases (the first `limit` in file order) for a protocol ('auto' detects it).
+
+    `held_out` keeps only the users of the held-out split, the users fine-tuning on this log never saw.
+    """
     protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
     if protocol is Protocol.TALLREC:
         if interactions is not None:
@@ -217,7 +222,11 @@ def load_task(
             reference_key=_reference_key(dataset, protocol),
         )
     data = load_dataset(dataset, n_negatives=n_negatives, seed=seed)
-    cases = [data.case_for_user(user_id) for user_id in data.user_ids[:limit]]  # only the cases evaluated
+    user_ids = data.user_ids
+    if held_out:
+        kept = held_out_users(user_ids)
+        user_ids = [user_id for user_id in user_ids if user_id in kept]
+    cases = [data.case_for_user(user_id) for user_id in user_ids[:limit]]  # only the cases evaluated
     if dataset.suffix == ".jsonl":
         description = "LLMRank ready ranking set: candidates and their order as given in the file"
     else:
@@ -227,8 +236,8 @@ def load_task(
         )
     train, catalog, train_source = data.train_histories, data.catalog, "the dataset's own train histories"
     if interactions is not None:
-        train, catalog = _interaction_histories(interactions, data.catalog)
-        _check_train_ends_with_history(cases, train, str(interactions))
+        train, catalog = interaction_histories(interactions, data.catalog)
+        check_train_ends_with_history(cases, train, str(interactions))
         train_source = f"{interactions} (each user's history plus validation item; no test target)"
     return RankingTask(
         source=str(dataset),

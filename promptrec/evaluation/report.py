@@ -19,7 +19,7 @@ import numpy as np
 
 from promptrec.evaluation.metrics import CUTOFFS, auc, expected_random_ndcg
 from promptrec.evaluation.protocols import CURVE_DEPTH, RANKING_METRICS
-from promptrec.evaluation.slices import Record, summarize_slices
+from promptrec.evaluation.slices import Record, position_bias, summarize_slices
 from promptrec.evaluation.statistics import bootstrap_ci, paired_comparison
 
 COMPARED_METRICS = ("ndcg@10", "hr@10", "mrr")
@@ -129,6 +129,8 @@ def build_metrics(
         if reference is not None and method != reference and comparable:
             summary[f"vs_{reference}"] = compare(records, results[reference], seed)
         summary["slices"] = summarize_slices(records, summarize_slice, ranking=ranking)
+        if ranking:
+            summary["position_bias"] = position_bias(records)
         metrics[method] = summary
     return metrics
 
@@ -277,7 +279,22 @@ def _slice_section(metrics: dict[str, Any], ranking: bool) -> list[str]:
         ]
         lines += ["### Target position in the candidate list: HR@1 / HR@10 (x100)", ""]
         lines += [*_table(["method", *positions], rows), ""]
+        lines += [
+            "### Position bias: does HR@10 depend on the target's slot?",
+            "",
+            "Chi-square test of independence between target position and a hit in the top 10 (a method",
+            "that reads content has a small statistic and a large p); spread: max - min HR@10 over slots.",
+            "",
+        ]
+        bias_rows = [[method, *_bias_cells(summary["position_bias"])] for method, summary in metrics.items()]
+        lines += [*_table(["method", "chi2", "dof", "p", "HR@10 spread (x100)"], bias_rows), ""]
     return lines
+
+
+def _bias_cells(bias: dict[str, Any]) -> list[str]:
+    if bias["chi2"] is None:
+        return ["-", "-", "-", f"{100 * bias['hr_spread']:.0f}"]
+    return [f"{bias['chi2']:.1f}", str(bias["dof"]), f"{bias['p']:.3g}", f"{100 * bias['hr_spread']:.0f}"]
 
 
 def _position_cell(summary: dict[str, Any]) -> str:

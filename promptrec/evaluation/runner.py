@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from promptrec.data.tallrec import PointwiseCase
 from promptrec.errors import DataError, RequestError
 from promptrec.evaluation.protocols import PointwiseTask, Task, history_length, judge_pointwise, judge_ranking
 from promptrec.models import ItemSource, RankedList, RankMode, RankRequest
-from promptrec.retrievers.base import Retriever, order_by_score
+from promptrec.options import LLMOptions
+from promptrec.ranker import Ranker
 
 
 class RunConfigMismatch(RequestError):
@@ -33,7 +33,11 @@ class RunConfigMismatch(RequestError):
 
 
 class RunConfig(BaseModel):
-    """Everything that decides a run's results; saved as DIR/run.json and compared on resume."""
+    """Everything that decides a run's results; saved as DIR/run.json and compared on resume.
+
+    Paths are stored as given (relative to the working directory when given so), never resolved to a
+    machine's absolute path; the sha256 fields pin the contents, including the template's.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,12 +51,27 @@ class RunConfig(BaseModel):
     limit: int | None
     seed: int
     n_negatives: int
-    backend: str
-    model: str | None
     mode: str
-    template: str | None
-    max_history: int
-    base_url: str | None
+    template_sha256: str
+    llm: LLMOptions
+    # Strategy options (promptrec/evaluation/strategy_methods.py); None when unused.
+    hybrid_retriever: str | None = None
+    validation: str | None = None
+    validation_sha256: str | None = None
+    validation_limit: int | None = None
+    validation_users: float | None = None
+    rerank_top: int | None = None
+    held_out: bool = False  # only the held-out user split (data.splits.held_out_users)
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def open_run_dir(out: Path, config: RunConfig) -> None:
@@ -60,16 +79,18 @@ def open_run_dir(out: Path, config: RunConfig) -> None:
     path = out / "run.json"
     if path.exists():
         try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
+            saved = _flat(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"cannot be read ({exc}); delete it or pass a new --out", path=str(path)) from exc
-        current = config.model_dump()
-        for option, value in current.items():
+        current = _flat(config.model_dump(mode="json"))
+        for option in sorted(set(current) | set(saved)):
+            value = current.get(option)
             if saved.get(option) != value:
-                flag = "--" + option.removesuffix("_sha256").replace("_", "-")
+                name = option.removeprefix("llm.")
+                flag = "--" + name.removesuffix("_sha256").replace("_", "-")
                 changed = " (the file's contents changed)" if option.endswith("_sha256") else ""
                 raise RunConfigMismatch(
-                    f"--out {out} holds a run with {option}={saved.get(option)!r}, this run has "
+                    f"--out {out} holds a run with {name}={saved.get(option)!r}, this run has "
                     f"{value!r}{changed}; resume with the same {flag}, or pass a new --out for a new run"
                 )
         return
@@ -162,42 +183,27 @@ def llm_diagnostics(ranked: RankedList) -> dict[str, Any]:
         "history_dropped": diagnostics.history_dropped,
         "latency_s": diagnostics.latency_s,
         "raw_output": diagnostics.raw_output,
+        "passes": len(ranked.passes) or 1,
     }
 
 
-class LLMMethod(Method):
-    """The Recommender; requests go in batches through rank_many, answers arrive via on_result, and each of
-    its batches is committed to disk as soon as it finishes."""
+class RankerMethod(Method):
+    """Any `Ranker` (the LLM, a retriever, a strategy wrapping either) as an evaluation method. Its
+    results arrive through on_result, and each batch of them is committed to disk as soon as it
+    finishes. Rankings the LLM took part in carry their diagnostics into the results file."""
 
-    name = "llm"
-
-    def __init__(self, recommender: Any):
-        self.recommender = recommender
-        self.batch_size = getattr(recommender, "batch_size", 1)
+    def __init__(self, name: str, ranker: Ranker):
+        self.name = name
+        self.ranker = ranker
+        self.batch_size = getattr(ranker, "batch_size", 256)
 
     def answer(self, requests: Sequence[RankRequest], emit: Emit) -> None:
         def on_result(index: int, ranked: RankedList) -> None:
             scores = dict(zip(ranked.item_ids, ranked.scores, strict=True)) if ranked.scores else None
-            emit(index, Answer(list(ranked.item_ids), scores, llm_diagnostics(ranked)))
+            from_llm = any(source is not ItemSource.RETRIEVER for source in ranked.sources)
+            emit(index, Answer(list(ranked.item_ids), scores, llm_diagnostics(ranked) if from_llm else None))
 
-        self.recommender.rank_many(list(requests), on_result=on_result)
-
-
-class RetrieverMethod(Method):
-    """A fitted baseline retriever. Score ties go by its seeded per-(seed, user) random order over item ids
-    (promptrec.retrievers.base): label-blind, and independent of the candidates' positions."""
-
-    def __init__(self, name: str, retriever: Retriever, seed: int):
-        self.name = name
-        self.retriever = retriever
-        self.seed = seed
-
-    def answer(self, requests: Sequence[RankRequest], emit: Emit) -> None:
-        for index, request in enumerate(requests):
-            scores = self.retriever.score(request.user, request.candidates)
-            ids = [item.id for item in request.candidates]
-            ranked = order_by_score(ids, np.asarray(scores), self.seed, request.user)
-            emit(index, Answer(ranked, dict(zip(ids, scores, strict=True))))
+        self.ranker.rank_many(list(requests), on_result=on_result)
 
 
 @dataclass
@@ -263,10 +269,13 @@ def run_method(
     template: str | None = None,
     on_progress: Callable[[int, int, int], None] | None = None,
     timings: TimingLog | None = None,
+    make_requests: Callable[[Sequence[Any]], list[RankRequest]] | None = None,
+    judge: Callable[[Any, Answer], dict[str, Any]] | None = None,
 ) -> MethodRun:
     """Answer every case not yet in DIR/results/<name>.jsonl; on_progress(done, total, resumed).
 
     `build` makes the method (loads a model, fits a retriever) and is only called if cases are pending.
+    A protocol with its own requests and judging (full-catalogue) passes `make_requests` and `judge`.
     """
     store = ResultStore(out / "results" / f"{name}.jsonl")
     done = store.load({case.case_id for case in task.cases})
@@ -279,7 +288,7 @@ def run_method(
     started = time.perf_counter()
     method = build()
     stats.setup_seconds = time.perf_counter() - started
-    requests = _requests(task, pending, mode, template)
+    requests = make_requests(pending) if make_requests else _requests(task, pending, mode, template)
     buffer: list[dict[str, Any]] = []
 
     def commit() -> None:
@@ -291,7 +300,8 @@ def run_method(
 
     def emit(index: int, answer: Answer) -> None:
         case = pending[index]
-        record = {"case_id": case.case_id, "history_length": history_length(case), **_judge(case, answer)}
+        judged = (judge or _judge)(case, answer)
+        record = {"case_id": case.case_id, "history_length": history_length(case), **judged}
         if answer.diagnostics is not None:
             record["diagnostics"] = answer.diagnostics
         buffer.append(record)

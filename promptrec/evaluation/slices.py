@@ -58,3 +58,26 @@ def summarize_slices(records: Sequence[Record], summarize: Summary, *, ranking: 
 
 def _summaries(groups: dict[str, list[Record]], summarize: Summary) -> dict[str, dict[str, Any]]:
     return {label: summarize(group) if group else {"n": 0} for label, group in groups.items()}
+
+
+def position_bias(records: Sequence[Record], cutoff: int = 10) -> dict[str, Any]:
+    """How much HR@cutoff depends on where the target sat: a chi-square test of independence between the
+    target's position and a hit (scipy.stats.chi2_contingency), and the spread max - min of HR@cutoff over
+    positions. A method that reads content, not slots, has a small statistic and a large p."""
+    from scipy.stats import chi2_contingency
+
+    groups = {position: group for position, group in by_target_position(records).items() if group}
+    hits = [sum(record["target_rank"] <= cutoff for record in group) for group in groups.values()]
+    table = [[hit, len(group) - hit] for hit, group in zip(hits, groups.values(), strict=True)]
+    rates = [hit / len(group) for hit, group in zip(hits, groups.values(), strict=True)]
+    summary: dict[str, Any] = {
+        "cutoff": cutoff,
+        "positions": len(groups),
+        "hr_spread": max(rates) - min(rates),
+    }
+    if len(groups) > 1 and 0 < sum(hits) < len(records):
+        result = chi2_contingency(table)
+        summary.update(chi2=float(result.statistic), dof=int(result.dof), p=float(result.pvalue))
+    else:
+        summary.update(chi2=None, dof=None, p=None)
+    return summary

@@ -1,37 +1,52 @@
 """Turn a rank request into finished prompt strings that fit the model's context.
 
-The history is cut to the token budget (context - answer reserve - everything else in the prompt),
-keeping the newest items. Titles and user text are treated as data: control characters, chat-template
-special tokens and our own delimiters are removed before they reach a template, so they cannot end a
-message, open a new turn, or close the delimited block they sit in.
+The prompt budget is the context minus the answer reserve. The fixed parts (instructions, candidates)
+come first; demonstrations may then use the contract's `demo_share` of what is left, and the history gets
+the rest, keeping the newest items. Item text, when a template opts in, is shortened before the
+history is cut to nothing.
+
+Titles and user text are treated as data (promptrec.prompting.sanitize): they reach a template as JSON
+string literals, already normalised and stripped of control and format characters, of the model's own
+special tokens and of our delimiters, so they cannot end a message, open a new turn, close their quoted
+field or the delimited block they sit in.
+
+Demonstrations are rendered by the same template as the request, each as a user turn followed by its
+gold answer (promptrec.prompting.gold) as the assistant turn, before the request's own turn: the text
+shared by every candidate prompt (system, demonstrations, history) stays first.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from promptrec.errors import RequestError
-from promptrec.models import Item, RankMode, RankRequest
-from promptrec.prompting.formatter import PromptFormatter
+from promptrec.models import Demonstration, Item, RankMode, RankRequest, UserContext
+from promptrec.prompting.contract import OutputContract
+from promptrec.prompting.formatter import ChatMessage, PromptFormatter
+from promptrec.prompting.gold import gold_answer
 from promptrec.prompting.recency import history_ages
+from promptrec.prompting.sanitize import TextSanitizer
 from promptrec.prompting.templates import PromptTemplate
 
-_SPECIAL_TOKEN_SHAPES = re.compile(
-    r"<\|[^|<>]{0,40}\|>|</?s>|\[/?INST\]|</?think>|</?(?:user_request|history|candidates)>", re.IGNORECASE
-)
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 MAX_TITLE_CHARS = 200
 MAX_REQUEST_CHARS = 1000
+MAX_HINT_CHARS = 300  # a hint quotes at most one title
+# A demonstration shows only its user's newest items: it teaches the answer format and the task, and a
+# short history leaves the budget to the request's own history.
+DEMO_HISTORY_ITEMS = 10
 
 
-def as_data(text: str, max_chars: int) -> str:
-    """Flatten free text into one inert line for a prompt."""
-    text = _SPECIAL_TOKEN_SHAPES.sub(" ", text)
-    text = _CONTROL_CHARACTERS.sub(" ", text)
-    text = " ".join(text.split())
-    return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+def _literal(sanitizer: TextSanitizer, text: str, max_chars: int, field: str, redact: bool = False) -> str:
+    """`text` as an inert JSON literal; a RequestError naming `field` if nothing is left after cleaning."""
+    literal = sanitizer.literal(text, max_chars, redact)
+    if literal == '""':
+        raise RequestError(
+            f"{field}: {text[:60]!r} is empty once control characters, special tokens and delimiters "
+            "are removed; give it readable text"
+        )
+    return literal
 
 
 @dataclass(frozen=True)
@@ -49,56 +64,186 @@ class BuiltPrompts:
     prompt_tokens: int
     history_used: int
     history_dropped: int
+    demos_used: int = 0
 
 
-def _candidate_view(item: Item, label: str | None) -> dict[str, Any]:
-    return {"label": label, "id": item.id, "title": as_data(item.title, MAX_TITLE_CHARS)}
+def _labels(contract: OutputContract, candidates: Sequence[Item], template_name: str) -> list[str]:
+    if contract.identifiers != "labels":
+        return []
+    if len(candidates) > len(contract.labels):
+        raise RequestError(
+            f"candidates: {len(candidates)} candidates but template {template_name!r} has only "
+            f"{len(contract.labels)} labels; pass fewer candidates or a template with identifiers = 'ids'"
+        )
+    return contract.labels[: len(candidates)]
+
+
+class _Scene:
+    """The template variables of one user and candidate set (the request's, or a demonstration's), with
+    every piece of untrusted text already made inert; `where` names the record in error messages."""
+
+    def __init__(
+        self,
+        sanitizer: TextSanitizer,
+        contract: OutputContract,
+        user: UserContext,
+        history_items: Sequence[Item],
+        candidates: Sequence[Item],
+        *,
+        labels: list[str],
+        k: int,
+        max_history: int,
+        hints: Mapping[str, list[str]] | None = None,
+        redact: bool = False,
+        where: str = "",
+    ):
+        self.sanitizer = sanitizer
+        self.contract = contract
+        self.labels = labels
+        self.candidates = candidates
+        self.hints = hints or {}
+        self.where = where
+        titles = {item.id: item.title for item in history_items}
+        first = max(len(user.history) - max_history, 0) if max_history else len(user.history)
+        self.history = [
+            {
+                "title": self.literal(
+                    titles[event.item_id], MAX_TITLE_CHARS, f"history_items (id {event.item_id!r}).title"
+                ),
+                "rating": event.rating,
+                "event": self.literal(event.event, MAX_TITLE_CHARS, f"user.history[{i}].event")
+                if event.event
+                else None,
+                "ago": ago,  # shown only by templates that set show_recency
+            }
+            for i, (event, ago) in enumerate(
+                zip(user.history[first:], history_ages(user.history)[first:], strict=True), start=first
+            )
+        ]
+        self.history_total = len(user.history)
+        self.shared = {
+            "user_request": self.literal(user.request, MAX_REQUEST_CHARS, "user.request", redact)
+            if user.request
+            else None,
+            "preferences": [
+                self.literal(text, MAX_REQUEST_CHARS, f"user.preferences[{i}]", redact)
+                for i, text in enumerate(user.preferences)
+            ],
+            "k": k,
+        }
+
+    def literal(self, text: str, max_chars: int, field: str, redact: bool = False) -> str:
+        return _literal(self.sanitizer, text, max_chars, self.where + field, redact)
+
+    def candidate_views(self, text_chars: int) -> list[dict[str, Any]]:
+        views = []
+        for position, item in enumerate(self.candidates):
+            field = f"candidates[{position}] (id {item.id!r})"
+            view: dict[str, Any] = {
+                "label": self.labels[position] if self.labels else None,
+                "id": item.id,
+                "title": self.literal(item.title, MAX_TITLE_CHARS, f"{field}.title"),
+                # Empty unless the request carries hints (promptrec.strategies.hints).
+                "hints": [
+                    self.literal(hint, MAX_HINT_CHARS, f"hints[{item.id!r}]")
+                    for hint in self.hints.get(item.id, [])
+                ],
+            }
+            if self.contract.item_text_chars:
+                view["text"] = (
+                    self.sanitizer.literal(item.text, text_chars) if item.text and text_chars else '""'
+                )
+            if self.contract.item_attributes:
+                view["attributes"] = {
+                    self.sanitizer.clean(key, MAX_TITLE_CHARS): self.sanitizer.literal(value, MAX_TITLE_CHARS)
+                    for key, value in item.attributes.items()
+                }
+            views.append(view)
+        return views
+
+    def user_turns(
+        self, template: PromptTemplate, n_history: int, text_chars: int
+    ) -> list[list[ChatMessage]]:
+        """Rendered messages: one list (listwise) or one per candidate (pointwise)."""
+        views = self.candidate_views(text_chars)
+        variables = {
+            **self.shared,
+            "candidates": views,
+            "history": self.history[len(self.history) - n_history :],
+        }
+        if self.contract.mode is RankMode.POINTWISE:
+            return [template.render({**variables, "candidate": view}) for view in views]
+        return [template.render(variables)]
+
+
+def _demo_turns(
+    demo: Demonstration, number: int, template: PromptTemplate, sanitizer: TextSanitizer, text_chars: int
+) -> list[ChatMessage]:
+    """A demonstration as a user turn and its gold assistant answer (the first rendered prompt's)."""
+    contract = template.contract
+    labels = _labels(contract, demo.candidates, template.name)
+    scene = _Scene(
+        sanitizer,
+        contract,
+        demo.user,
+        demo.history_items,
+        demo.candidates,
+        labels=labels,
+        k=len(demo.candidates),
+        max_history=DEMO_HISTORY_ITEMS,
+        where=f"demos[{number}].",
+    )
+    rendered = scene.user_turns(template, len(scene.history), text_chars)[0]
+    if contract.mode is RankMode.POINTWISE:
+        answer = gold_answer(contract, liked=demo.chosen_id == demo.candidates[0].id)
+    else:
+        names = labels or [item.id for item in demo.candidates]
+        ids = [item.id for item in demo.candidates]
+        chosen = ids.index(demo.chosen_id) if demo.chosen_id in ids else 0
+        answer = gold_answer(contract, best_first=[names[chosen], *names[:chosen], *names[chosen + 1 :]])
+    user_turn = [message for message in rendered if message.role == "user"]
+    return [*user_turn, ChatMessage(role="assistant", content=contract.answer_prefix + answer)]
 
 
 def build_prompts(
-    request: RankRequest, template: PromptTemplate, formatter: PromptFormatter, budget: PromptBudget
+    request: RankRequest,
+    template: PromptTemplate,
+    formatter: PromptFormatter,
+    budget: PromptBudget,
+    *,
+    redact_contacts: bool = False,
 ) -> BuiltPrompts:
+    """The request's prompts; `redact_contacts` removes e-mail addresses and phone numbers from the user's
+    own words (request and preferences) first."""
     contract = template.contract
-    candidates = request.candidates
-    labels: list[str] = []
-    if contract.identifiers == "labels":
-        if len(candidates) > len(contract.labels):
-            raise RequestError(
-                f"candidates: {len(candidates)} candidates but template {template.name!r} has only "
-                f"{len(contract.labels)} labels; pass fewer candidates or a template with identifiers = 'ids'"
-            )
-        labels = contract.labels[: len(candidates)]
-    candidate_views = [
-        _candidate_view(item, labels[i] if labels else None) for i, item in enumerate(candidates)
-    ]
+    sanitizer = TextSanitizer(formatter.special_tokens)
+    labels = _labels(contract, request.candidates, template.name)
+    scene = _Scene(
+        sanitizer,
+        contract,
+        request.user,
+        request.history_items,
+        request.candidates,
+        labels=labels,
+        k=request.effective_k,
+        max_history=budget.max_history_items,
+        hints=request.hints,
+        redact=redact_contacts,
+    )
 
-    titles = {item.id: item for item in request.history_items}
-    history = [
-        {
-            "title": as_data(titles[event.item_id].title, MAX_TITLE_CHARS),
-            "rating": event.rating,
-            "event": event.event,
-            "ago": ago,  # shown only by templates that set show_recency
-        }
-        for event, ago in zip(request.user.history, history_ages(request.user.history), strict=True)
-    ]
-    kept_by_count = history[-budget.max_history_items :] if budget.max_history_items else []
-    user = request.user
-    shared = {
-        "user_request": as_data(user.request, MAX_REQUEST_CHARS) if user.request else None,
-        "preferences": [as_data(text, MAX_REQUEST_CHARS) for text in user.preferences],
-        "candidates": candidate_views,
-        "k": request.effective_k,
-    }
-
-    def render(n_history: int) -> list[str]:
-        variables = {**shared, "history": kept_by_count[len(kept_by_count) - n_history :]}
-        if contract.mode is RankMode.POINTWISE:
-            return [
-                formatter.format_chat(template.render({**variables, "candidate": view}), contract.answer_prefix)
-                for view in candidate_views
-            ]
-        return [formatter.format_chat(template.render(variables), contract.answer_prefix)]
+    def render(n_history: int, n_demos: int, text_chars: int) -> list[str]:
+        shown = [
+            turn
+            for number, demo in enumerate(request.demos[:n_demos])
+            for turn in _demo_turns(demo, number, template, sanitizer, text_chars)
+        ]
+        texts = []
+        for messages in scene.user_turns(template, n_history, text_chars):
+            system, rest = messages[:1], messages[1:]
+            if system and system[0].role != "system":
+                system, rest = [], messages
+            texts.append(formatter.format_chat([*system, *shown, *rest], contract.answer_prefix))
+        return texts
 
     def longest(texts: list[str]) -> int:
         return max(formatter.count_tokens(text) for text in texts)
@@ -106,24 +251,33 @@ def build_prompts(
     limit = formatter.max_context_tokens - contract.max_new_tokens
     if budget.max_prompt_tokens is not None:
         limit = min(limit, budget.max_prompt_tokens)
-    if longest(render(0)) > limit:
+    text_chars = contract.item_text_chars
+    while longest(render(0, 0, text_chars)) > limit and text_chars > 0:
+        text_chars //= 2
+    fixed = longest(render(0, 0, text_chars))
+    if fixed > limit:
         raise RequestError(
-            f"candidates: the prompt without any history needs {longest(render(0))} tokens but the budget is "
+            f"candidates: the prompt without any history needs {fixed} tokens but the budget is "
             f"{limit}; pass fewer candidates, or raise max_prompt_tokens / use a model with a longer context"
         )
+    demo_limit = fixed + contract.demo_share * (limit - fixed)
+    n_demos = 0
+    while n_demos < len(request.demos) and longest(render(0, n_demos + 1, text_chars)) <= demo_limit:
+        n_demos += 1
     # Prompt length grows with each history item, so the largest n that fits is found by bisection.
-    low, high = 0, len(kept_by_count)
+    low, high = 0, len(scene.history)
     while low < high:
         middle = (low + high + 1) // 2
-        if longest(render(middle)) <= limit:
+        if longest(render(middle, n_demos, text_chars)) <= limit:
             low = middle
         else:
             high = middle - 1
-    texts = render(low)
+    texts = render(low, n_demos, text_chars)
     return BuiltPrompts(
         texts=texts,
         labels=labels,
         prompt_tokens=sum(formatter.count_tokens(text) for text in texts),
         history_used=low,
-        history_dropped=len(history) - low,
+        history_dropped=scene.history_total - low,
+        demos_used=n_demos,
     )

@@ -35,6 +35,17 @@ class OutputContract(StrictModel):
     max_new_tokens: int = Field(default=160, ge=1)
     yes_label: str = "Yes"
     no_label: str = "No"
+    demo_share: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of the prompt budget (after the fixed parts) demonstrations may use; the history "
+        "gets the rest.",
+    )
+    item_text_chars: int = Field(
+        default=0, ge=0, description="Characters of each item's `text` shown to the template (0: none)."
+    )
+    item_attributes: bool = Field(default=False, description="Show each item's `attributes` to the template.")
 
     @model_validator(mode="after")
     def _consistent(self) -> OutputContract:

@@ -7,6 +7,7 @@ for its model; training uses the same class, so a prompt trained on is exactly a
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -56,6 +57,17 @@ class PromptFormatter:
         if not context:
             raise BackendError(f"model {str(folder)!r} declares no max_position_embeddings; pass one")
         return cls(tokenizer, int(context))
+
+    @functools.cached_property
+    def special_tokens(self) -> frozenset[str]:
+        """Every string this tokenizer turns into a special or added token (chat markers, `<file_sep>`...).
+
+        Read from the tokenizer itself, so data can be stripped of exactly the tokens that would be
+        tokenised as structure for this model.
+        """
+        special = getattr(self.tokenizer, "all_special_tokens", None) or []
+        added = getattr(self.tokenizer, "get_added_vocab", dict)()
+        return frozenset([*special, *added])
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))

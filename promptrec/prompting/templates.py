@@ -19,15 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+)
+from jinja2.sandbox import SecurityError
 from pydantic import ValidationError
 
-from promptrec.errors import TemplateError
+from promptrec.errors import PromptrecError, TemplateError
 from promptrec.models import RankMode
 from promptrec.prompting.contract import OutputContract
 from promptrec.prompting.formatter import ChatMessage
+from promptrec.prompting.template_sandbox import LimitedSandbox, RenderLimits, limited_join, render_budget
 
+_TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _CONTRACT_HEADER = re.compile(r"\A\{#-?\s*contract\s*\n(?P<toml>.*?)\n\s*-?#\}", re.DOTALL)
 _MESSAGE_BLOCKS = ("system", "user")
 
@@ -50,22 +59,38 @@ class PromptTemplate:
     path: Path
     contract: OutputContract
     compiled: Template
+    limits: RenderLimits = RenderLimits()
 
     def render(self, variables: dict[str, Any]) -> list[ChatMessage]:
-        """Render the system and user messages; an undefined variable raises TemplateError naming it."""
+        """Render the system and user messages within the render limits; any failure is a TemplateError."""
         compiled = self.compiled
-        context = compiled.new_context(variables)
         messages = []
-        try:
-            for role in _MESSAGE_BLOCKS:
-                content = "".join(compiled.blocks[role](context)).strip()
-                if content:
-                    messages.append(ChatMessage(role=role, content=content))
-        except UndefinedError as error:
-            raise TemplateError(
-                f"template {self.name!r} uses an undefined variable: {error.message}; "
-                f"available variables: {sorted(variables)}"
-            ) from error
+        with render_budget(self.name, self.limits) as budget:
+            try:
+                context = compiled.new_context(variables)
+                for role in _MESSAGE_BLOCKS:
+                    content = limited_join(compiled.blocks[role](context), budget).strip()
+                    if content:
+                        messages.append(ChatMessage(role=role, content=content))
+            except PromptrecError:
+                raise
+            except UndefinedError as error:
+                raise TemplateError(
+                    f"template {self.name!r} uses an undefined variable: {error.message}; "
+                    f"available variables: {sorted(variables)}"
+                ) from error
+            except SecurityError as error:
+                raise TemplateError(f"template {self.name!r} broke the sandbox rules: {error}") from error
+            except TemplateNotFound as error:
+                raise TemplateError(
+                    f"template {self.name!r} includes {error.name!r}, which does not exist"
+                ) from error
+            except RecursionError as error:
+                raise TemplateError(f"template {self.name!r} recurses too deeply") from error
+            except Exception as error:  # a template is foreign code: whatever it raises is its own fault
+                raise TemplateError(
+                    f"template {self.name!r} failed: {type(error).__name__}: {error}"
+                ) from error
         return messages
 
 
@@ -74,7 +99,7 @@ class TemplateLibrary:
 
     def __init__(self, directories: list[Path] | None = None):
         self.directories = directories if directories is not None else default_template_dirs()
-        self._environment = ImmutableSandboxedEnvironment(
+        self._environment = LimitedSandbox(
             loader=FileSystemLoader(self.directories),
             undefined=StrictUndefined,
             trim_blocks=True,
@@ -111,11 +136,20 @@ class TemplateLibrary:
         return template
 
     def _load(self, name: str) -> PromptTemplate:
+        if not _TEMPLATE_NAME.fullmatch(name) or ".." in name:
+            raise TemplateError(
+                f"template name {name[:120]!r} is not a template name (a file stem in the template folders, "
+                f"e.g. 'listwise_score'); available: {self.names()}. For your own folder use "
+                "TemplateLibrary([folder, *default_template_dirs()])"
+            )
         candidates = [directory / f"{name}.jinja" for directory in self.directories]
         path = next((path for path in candidates if path.is_file()), None)
         if path is None:
             raise TemplateError(f"no template named {name!r}; available: {self.names()}")
-        source = path.read_text(encoding="utf-8")
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise TemplateError(f"template {path} cannot be read as UTF-8 text: {error}") from error
         header = _CONTRACT_HEADER.match(source)
         if header is None:
             raise TemplateError(f"template {path} must open with a '{{#- contract ... -#}}' TOML header")
@@ -127,6 +161,8 @@ class TemplateLibrary:
             compiled = self._environment.get_template(path.name)
         except TemplateSyntaxError as error:
             raise TemplateError(f"template {path} line {error.lineno}: {error.message}") from error
+        except TemplateNotFound as error:
+            raise TemplateError(f"template {path} refers to {error.name!r}, which does not exist") from error
         missing = [block for block in _MESSAGE_BLOCKS if block not in compiled.blocks]
         if missing:
             raise TemplateError(f"template {path} must define blocks {missing}; add {{% block NAME %}}")

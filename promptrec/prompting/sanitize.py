@@ -1,0 +1,70 @@
+"""Untrusted text (titles, a customer's request) made inert before it enters a prompt.
+
+Order matters, each step closing a way around the next:
+1. NFKC normalisation, so full-width or compatibility look-alikes (`＜／candidates＞`) become the
+   plain characters the later checks look for;
+2. format characters (Unicode category Cf: bidi overrides and isolates, zero-width joiners/spaces, BOM,
+   soft hyphen) and unpaired surrogates are deleted, so they can neither reorder what a reader sees nor
+   split a tag (`</candi\u200bdates>`) past the checks; control characters become spaces; optionally,
+   e-mail addresses and phone numbers are replaced by placeholders (promptrec.prompting.redact);
+3. every special or added token of the model's own tokenizer is removed, repeatedly, because a removal
+   can join the halves of a new one (`<|im_<|im_end|>start|>`);
+4. our delimiter tags and common chat-marker shapes are removed, ignoring case and inner spaces.
+
+Finally whitespace is collapsed to single spaces and the text is cut to a length limit.
+`literal` then renders the result as a JSON string: quotes and backslashes are escaped, so a value can
+never close the quoted field it sits in, while an ordinary title still reads `"Alien (1979)"`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from promptrec.prompting.redact import redact_contacts
+
+# The tags our templates use to delimit data, plus chat-marker shapes of common model families; matched
+# with any case and any spaces inside the angle brackets (`</CANDIDATES >`, `< / history>`).
+_DELIMITERS = ("user_request", "history", "candidates", "s", "think")
+_MARKUP = re.compile(
+    r"<\s*/?\s*(?:" + "|".join(_DELIMITERS) + r")\s*/?\s*>"
+    r"|<\s*\|[^|<>]{0,40}\|\s*>"
+    r"|\[\s*/?\s*INST\s*\]",
+    re.IGNORECASE,
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class TextSanitizer:
+    """Cleans untrusted text for one tokenizer's special tokens.
+
+    Args:
+        special_tokens: strings the tokenizer maps to special or added tokens; each is removed from data.
+    """
+
+    def __init__(self, special_tokens: Iterable[str] = ()):
+        tokens = sorted({token for token in special_tokens if token and token.strip()}, key=len, reverse=True)
+        self._special = re.compile("|".join(re.escape(token) for token in tokens)) if tokens else None
+
+    def clean(self, text: str, max_chars: int, redact: bool = False) -> str:
+        """One inert line: normalised, without format/control characters, special tokens or delimiters;
+        with `redact`, also without e-mail addresses and phone numbers (promptrec.prompting.redact)."""
+        text = unicodedata.normalize("NFKC", text)
+        text = "".join(char for char in text if unicodedata.category(char) not in ("Cf", "Cs"))
+        text = _CONTROL.sub(" ", text)
+        if redact:
+            text = redact_contacts(text)
+        previous = None
+        while text != previous:  # a removal can join two halves into a new token or tag
+            previous = text
+            if self._special is not None:
+                text = self._special.sub("", text)
+            text = _MARKUP.sub("", text)
+        text = " ".join(text.split())
+        return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+
+    def literal(self, text: str, max_chars: int, redact: bool = False) -> str:
+        """`clean(text)` as a JSON string literal, quotes included: the value cannot end its own field."""
+        return json.dumps(self.clean(text, max_chars, redact), ensure_ascii=False)

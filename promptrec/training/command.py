@@ -1,0 +1,217 @@
+"""`promptrec finetune`: train a LoRA adapter on a labelled log and write a self-describing adapter folder."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from promptrec.adapters.card import AdapterCard, base_model_sha256
+from promptrec.training.examples import (
+    Objective,
+    TrainingExample,
+    build_examples,
+    check_no_evaluation_leak,
+    leave_one_out_prefixes,
+    shuffled,
+)
+from promptrec.training.sources import load_training_source
+from promptrec.training.trainer import LoraTrainer, TrainConfig, TrainState, peak_memory_mib
+
+
+def examples_sha256(examples: list[TrainingExample]) -> str:
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(f"{example.prompt}\x00{example.labels}\x00{example.target}\x01".encode())
+    return digest.hexdigest()
+
+
+def run_finetune(
+    dataset: Path,
+    out: Path,
+    *,
+    interactions: Path | None = None,
+    model: str | None = None,
+    template: str | None = None,
+    samples: int | None = None,
+    prefixes_per_user: int = 1,
+    max_history: int = 10,
+    n_candidates: int = 20,
+    validation_users: int = 40,
+    config: TrainConfig | None = None,
+    command: str = "",
+) -> TrainState:
+    """Build examples, train, and write the best adapter with its card into `out`."""
+    import torch
+
+    from promptrec.backends.loader import resolve_model
+    from promptrec.backends.transformers_backend import TransformersBackend
+    from promptrec.bundled import BUNDLED_MODEL_NAME
+    from promptrec.prompting.builder import PromptBudget
+    from promptrec.prompting.templates import TemplateLibrary
+
+    config = config or TrainConfig()
+    objective = config.objective
+    source = load_training_source(dataset, interactions, validation_users=validation_users, seed=config.seed)
+    model_dir = resolve_model(model)
+    cuda = torch.cuda.is_available()
+    config = config.model_copy(update={"quantize_4bit": cuda})
+    backend = TransformersBackend(
+        model_dir, device="cuda" if cuda else "cpu", quantization="4bit" if cuda else None, seed=config.seed
+    )
+    chosen = TemplateLibrary().get(template, objective.mode)
+    budget = PromptBudget(max_history_items=max_history)
+    prefixes = shuffled(leave_one_out_prefixes(source.sequences, per_user=prefixes_per_user), config.seed)
+    per_prefix = 2 if objective is Objective.POINTWISE else 1
+    if samples is not None:
+        prefixes = prefixes[: -(-samples // per_prefix)]
+    examples = build_examples(
+        prefixes,
+        source.sequences,
+        source.catalog,
+        chosen,
+        backend.formatter,
+        budget,
+        objective=objective,
+        n_candidates=n_candidates,
+        seed=config.seed,
+        withheld=frozenset(case.target_id for case in [*source.evaluation, *source.validation]),
+    )[:samples]
+    check_no_evaluation_leak(examples, [*source.evaluation, *source.validation])
+    print(
+        f"{len(examples)} examples from {len({e.user_id for e in examples})} users ({source.description}); "
+        f"{len(source.validation)} validation users; {len(source.evaluation)} evaluation users excluded",
+        file=sys.stderr,
+        flush=True,
+    )
+    trainer = LoraTrainer(backend, config, budget)
+
+    def write_card(folder: Path, state: TrainState) -> None:
+        zero_shot = state.validations[0][1] if state.validations else None
+        AdapterCard(
+            base_model=BUNDLED_MODEL_NAME if model is None else model,
+            base_model_sha256=base_model_sha256(model_dir),
+            template=chosen.name,
+            template_sha256=hashlib.sha256(chosen.path.read_bytes()).hexdigest(),
+            objective=objective.value,
+            mode=objective.mode.value,
+            data={
+                "source": source.description,
+                "files_sha256": source.data_sha256,
+                "training_users": len({e.user_id for e in examples}),
+                "examples": len(examples),
+                "examples_sha256": examples_sha256(examples),
+                "prefixes_per_user": prefixes_per_user,
+                "max_history": max_history,
+                "validation_users": len(source.validation),
+                "evaluation_users_excluded": len(source.evaluation),
+            },
+            command=command,
+            training={
+                **config.model_dump(mode="json"),
+                "device": "cuda" if cuda else "cpu",
+                "threads": torch.get_num_threads(),
+                "steps": state.step,
+                "train_seconds": round(state.seconds, 1),
+                "tokens": state.tokens,
+                "tokens_per_second": round(state.tokens / state.seconds, 1) if state.seconds else None,
+                "peak_rss_mib": round(peak_memory_mib(), 1),
+            },
+            metrics={
+                "validation_metric": "NDCG@10, 20 candidates (1 target + 19 random negatives)",
+                "validation_base_model": zero_shot,
+                "validation_best": state.best_metric if state.validations else None,
+                "best_step": state.best_step,
+            },
+        ).write(folder)
+
+    state = trainer.fit(examples, source.validation, out, on_best=write_card)
+    if (out / "adapter_model.safetensors").is_file():
+        write_card(out, state)  # final figures (time, tokens/s, memory) beside the best adapter's weights
+    return state
+
+
+def finetune_command(
+    dataset: Annotated[
+        Path, typer.Option(help="Evaluation set (.jsonl, with --interactions) or a log to split.")
+    ],
+    out: Annotated[Path, typer.Option(help="Adapter folder; re-run the same command to resume.")],
+    interactions: Annotated[
+        Path | None, typer.Option(help="LLMRank .valid.inter log; its users outside --dataset train.")
+    ] = None,
+    objective: Annotated[Objective, typer.Option(help="pointwise (Yes/No) or listwise (score mode).")] = (
+        Objective.POINTWISE
+    ),
+    samples: Annotated[
+        int | None, typer.Option(min=1, help="Training examples to use (all if unset).")
+    ] = None,
+    prefixes_per_user: Annotated[
+        int, typer.Option(min=1, help="Newest leave-one-out prefixes per user.")
+    ] = 1,
+    epochs: Annotated[int, typer.Option(min=1)] = 1,
+    max_steps: Annotated[int | None, typer.Option(min=1)] = None,
+    max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Training time budget.")] = None,
+    lora_r: Annotated[int, typer.Option(min=1)] = 8,
+    alpha: Annotated[float, typer.Option(min=0.1)] = 16.0,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.05,
+    lr: Annotated[float, typer.Option(min=1e-7)] = 5e-4,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_history: Annotated[int, typer.Option(min=0, help="Newest history items per prompt.")] = 10,
+    validation_users: Annotated[
+        int, typer.Option(min=0, help="Training users set aside for validation.")
+    ] = 40,
+    validate_every: Annotated[int, typer.Option(min=1, help="Steps between validations.")] = 50,
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = 25,
+    patience: Annotated[
+        int, typer.Option(min=1, help="Validations without improvement before stopping.")
+    ] = 4,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    model: Annotated[
+        str | None, typer.Option(help="Local base model folder; the bundled model if unset.")
+    ] = None,
+    template: Annotated[str | None, typer.Option(help="Template; the objective's default if unset.")] = None,
+) -> None:
+    """Fine-tune a LoRA adapter (QLoRA 4-bit on CUDA) on a labelled log; evaluation users never train."""
+    config = TrainConfig(
+        objective=objective,
+        lora_r=lora_r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        checkpoint_every=checkpoint_every,
+        validate_every=validate_every,
+        patience=patience,
+        seed=seed,
+        threads=threads,
+    )
+    state = run_finetune(
+        dataset,
+        out,
+        interactions=interactions,
+        model=model,
+        template=template,
+        samples=samples,
+        prefixes_per_user=prefixes_per_user,
+        max_history=max_history,
+        validation_users=validation_users,
+        config=config,
+        command=shlex.join(["promptrec", *sys.argv[1:]]),
+    )
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "steps": state.step,
+        "stopped": state.stopped,
+        "best_step": state.best_step,
+        "best_validation_ndcg10": state.best_metric if state.validations else None,
+        "train_seconds": round(state.seconds, 1),
+    }
+    typer.echo(summary)

@@ -1,0 +1,175 @@
+"""Training examples from a labelled log, built by the same template, builder and formatter as inference.
+
+Each training user's item sequence gives leave-one-out prefixes (LlamaRec style): the items before
+position t are the history, item t is the positive, and seeded random negatives come from catalogue items
+the user never touched. A prefix becomes a `RankRequest`, `build_prompts` renders it exactly as a served
+request is rendered, and `gold_answer` gives the answer the loss is put on, so a prompt trained on is a
+prompt served. The loss sits on one answer token: the logits of the contract's answer labels at the last
+prompt position (Yes/No for pointwise, the candidate labels for listwise score mode).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from promptrec.data.catalog import Catalog
+from promptrec.data.splits import sample_negatives, user_rng
+from promptrec.errors import DataError
+from promptrec.models import Interaction, RankingCase, RankMode, RankRequest, UserContext
+from promptrec.prompting.builder import PromptBudget, build_prompts
+from promptrec.prompting.formatter import PromptFormatter
+from promptrec.prompting.gold import gold_answer
+from promptrec.prompting.templates import PromptTemplate
+
+
+class Objective(StrEnum):
+    POINTWISE = "pointwise"  # one Yes/No question per candidate, balanced positives and negatives
+    LISTWISE = "listwise"  # one listwise score-mode prompt; the answer is the positive's label
+
+    @property
+    def mode(self) -> RankMode:
+        return RankMode.POINTWISE if self is Objective.POINTWISE else RankMode.SCORE
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """One leave-one-out step of a user's sequence: the items before `positive`, and `positive`."""
+
+    user_id: str
+    history: tuple[str, ...]
+    positive: str
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    user_id: str
+    prompt: str  # the exact served prompt, ending where the answer token goes
+    labels: tuple[str, ...]  # answer tokens compared by the loss
+    target: int  # index into labels of the gold answer
+    candidate_ids: tuple[str, ...]  # the items the prompt shows, in prompt order
+
+
+def leave_one_out_prefixes(
+    sequences: Mapping[str, Sequence[str]], *, per_user: int, min_history: int = 1
+) -> list[Prefix]:
+    """The newest `per_user` prefixes of every sequence (each prefix's next item is its positive)."""
+    prefixes = []
+    for user_id, sequence in sequences.items():
+        last = len(sequence) - 1
+        for position in range(last, max(min_history, last - per_user + 1) - 1, -1):
+            prefixes.append(Prefix(user_id, tuple(sequence[:position]), sequence[position]))
+    return prefixes
+
+
+def build_examples(
+    prefixes: Iterable[Prefix],
+    sequences: Mapping[str, Sequence[str]],
+    catalog: Catalog,
+    template: PromptTemplate,
+    formatter: PromptFormatter,
+    budget: PromptBudget,
+    *,
+    objective: Objective,
+    n_candidates: int = 20,
+    seed: int = 0,
+    withheld: frozenset[str] = frozenset(),
+) -> list[TrainingExample]:
+    """Examples for `objective`; negatives avoid every item of the user's whole sequence, not just the prefix.
+
+    pointwise: per prefix, the positive (answer Yes) and one negative (answer No), so the classes balance.
+    listwise: per prefix, the positive among n_candidates - 1 negatives, shuffled so its slot is uniform.
+    `withheld` items (the evaluation targets) are never a candidate: prefixes ending in one are skipped.
+    """
+    if template.contract.mode is not objective.mode:
+        raise DataError(
+            f"template {template.name!r} is a {template.contract.mode.value} template but objective "
+            f"{objective.value!r} needs a {objective.mode.value} template"
+        )
+    examples: list[TrainingExample] = []
+    for prefix in prefixes:
+        if prefix.positive in withheld:
+            continue
+        rng = user_rng(seed, f"{prefix.user_id}:{len(prefix.history)}")
+        seen = set(sequences[prefix.user_id]) | withheld
+        negatives_needed = 1 if objective is Objective.POINTWISE else n_candidates - 1
+        candidate_ids = [
+            prefix.positive,
+            *sample_negatives(catalog, seen, negatives_needed, rng, prefix.user_id),
+        ]
+        if objective is Objective.LISTWISE:
+            rng.shuffle(candidate_ids)
+        request = _request(prefix, candidate_ids, catalog, objective.mode)
+        built = build_prompts(request, template, formatter, budget)
+        examples.extend(_examples_of(prefix, candidate_ids, built.texts, built.labels, template))
+    return examples
+
+
+def _request(prefix: Prefix, candidate_ids: Sequence[str], catalog: Catalog, mode: RankMode) -> RankRequest:
+    return RankRequest(
+        user=UserContext(user_id=prefix.user_id, history=[Interaction(item_id=i) for i in prefix.history]),
+        candidates=[catalog[item_id] for item_id in candidate_ids],
+        history_items=[catalog[item_id] for item_id in dict.fromkeys(prefix.history)],
+        mode=mode,
+    )
+
+
+def _examples_of(
+    prefix: Prefix,
+    candidate_ids: Sequence[str],
+    texts: Sequence[str],
+    labels: Sequence[str],
+    template: PromptTemplate,
+) -> list[TrainingExample]:
+    contract = template.contract
+    if contract.mode is RankMode.POINTWISE:
+        answers = (contract.yes_label, contract.no_label)
+        return [
+            TrainingExample(
+                user_id=prefix.user_id,
+                prompt=text,
+                labels=answers,
+                target=answers.index(gold_answer(contract, liked=item_id == prefix.positive)),
+                candidate_ids=(item_id,),
+            )
+            for item_id, text in zip(candidate_ids, texts, strict=True)
+        ]
+    positive_label = labels[candidate_ids.index(prefix.positive)]
+    return [
+        TrainingExample(
+            user_id=prefix.user_id,
+            prompt=texts[0],
+            labels=tuple(labels),
+            target=labels.index(gold_answer(contract, best_first=[positive_label])),
+            candidate_ids=tuple(candidate_ids),
+        )
+    ]
+
+
+def check_no_evaluation_leak(examples: Iterable[TrainingExample], evaluation: Iterable[RankingCase]) -> None:
+    """DataError if an evaluation user reaches the training examples, or an evaluation target is a
+    training candidate (the item the loss is put on)."""
+    evaluated = {case.case_id: case.target_id for case in evaluation}
+    targets = set(evaluated.values())
+    for example in examples:
+        if example.user_id in evaluated:
+            raise DataError(
+                f"training example of user {example.user_id!r}, an evaluation user (target "
+                f"{evaluated[example.user_id]!r}); exclude evaluation users from the training log",
+                record=f"user {example.user_id}",
+            )
+        shown = targets.intersection(example.candidate_ids)
+        if shown:
+            raise DataError(
+                f"training example of user {example.user_id!r} shows evaluation targets {sorted(shown)} as "
+                "candidates; pass them as `withheld` to build_examples",
+                record=f"user {example.user_id}",
+            )
+
+
+def shuffled(examples: Sequence[TrainingExample], seed: int) -> list[TrainingExample]:
+    order = list(examples)
+    random.Random(seed).shuffle(order)
+    return order

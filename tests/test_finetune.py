@@ -1,0 +1,129 @@
+"""Real fine-tuning runs, kept tiny: the adapter changes answers, loads in both backends, and resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from promptrec.adapters.card import CARD_FILENAME, read_card
+from promptrec.backends.transformers_backend import TransformersBackend
+from promptrec.demo import DEMO_DATASET
+from promptrec.errors import BackendError, RequestError
+from promptrec.models import RankMode
+from promptrec.prompting.builder import PromptBudget
+from promptrec.prompting.templates import TemplateLibrary
+from promptrec.training.command import run_finetune
+from promptrec.training.examples import Objective, build_examples, leave_one_out_prefixes, shuffled
+from promptrec.training.sources import load_training_source
+from promptrec.training.trainer import LoraTrainer, TrainConfig
+
+BUDGET = PromptBudget(max_history_items=2)
+
+
+def gold_logprob(backend: TransformersBackend, examples) -> float:
+    """Mean log-probability of each example's gold answer token."""
+    scores = backend.next_token_logprobs([e.prompt for e in examples], list(examples[0].labels))
+    return sum(row[e.target] for row, e in zip(scores, examples, strict=True)) / len(examples)
+
+
+def movielens_examples(formatter, count: int):
+    source = load_training_source(DEMO_DATASET, validation_users=0)
+    prefixes = shuffled(leave_one_out_prefixes(source.sequences, per_user=1), 0)[: count // 2]
+    template = TemplateLibrary().get(None, RankMode.POINTWISE)
+    return build_examples(
+        prefixes, source.sequences, source.catalog, template, formatter, BUDGET, objective=Objective.POINTWISE
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(bundled_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An adapter of the bundled model from `promptrec finetune`'s own code path: 2 steps, short prompts."""
+    out = tmp_path_factory.mktemp("finetune") / "adapter"
+    config = TrainConfig(lr=5e-3, batch_size=8, epochs=2, lora_dropout=0.0)
+    state = run_finetune(DEMO_DATASET, out, samples=8, max_history=2, validation_users=0, config=config)
+    assert state.step == 2 and state.stopped == "completed"
+    return out
+
+
+@pytest.mark.integration
+def test_training_raises_the_gold_answer_and_the_adapter_loads(
+    bundled_model_dir: Path, trained: Path
+) -> None:
+    base = TransformersBackend(bundled_model_dir)
+    examples = movielens_examples(base.formatter, 8)  # the very examples trained on (same seed and order)
+    before = gold_logprob(base, examples)
+    tuned = TransformersBackend(bundled_model_dir, adapter=trained)
+    after = gold_logprob(tuned, examples)
+    assert after > before + 0.05
+
+    card = read_card(trained)
+    assert card is not None and card.objective == "pointwise" and card.template == "pointwise_yesno"
+    assert card.data["examples"] == 8 and card.data["evaluation_users_excluded"] > 100
+    assert card.training["steps"] == 2 and card.training["tokens_per_second"] > 0
+    assert (trained / "curves.png").is_file()
+
+
+@pytest.mark.integration
+def test_adapter_of_another_base_model_is_refused(tiny_llama_dir: Path, trained: Path) -> None:
+    with pytest.raises(BackendError, match="was trained on base model 'smollm2-135m-instruct'"):
+        TransformersBackend(tiny_llama_dir, adapter=trained)
+
+
+def test_all_zero_or_empty_adapter_is_refused(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, local_files_only=True)
+    # PEFT's default initialisation sets every lora_B to zero: an untrained adapter that changes nothing.
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "zero")
+    with pytest.raises(BackendError, match="all-zero weights"):
+        TransformersBackend(tiny_llama_dir, adapter=tmp_path / "zero")
+    (tmp_path / "zero" / "adapter_model.safetensors").unlink()
+    with pytest.raises(BackendError, match="has no adapter_model.safetensors"):
+        TransformersBackend(tiny_llama_dir, adapter=tmp_path / "zero")
+
+
+def test_resume_continues_from_the_checkpoint_instead_of_restarting(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    def trainer(max_steps: int, lr: float = 1e-2) -> LoraTrainer:
+        backend = TransformersBackend(tiny_llama_dir)
+        config = TrainConfig(lr=lr, batch_size=4, epochs=3, max_steps=max_steps, checkpoint_every=1)
+        return LoraTrainer(backend, config, BUDGET)
+
+    examples = movielens_examples(TransformersBackend(tiny_llama_dir).formatter, 8)
+    straight = trainer(4).fit(examples, [], tmp_path / "straight")
+
+    first = trainer(2).fit(examples, [], tmp_path / "resumed")
+    assert first.step == 2
+    resumed = trainer(4).fit(examples, [], tmp_path / "resumed")
+    assert resumed.step == 4 and len(resumed.losses) == 4
+    assert [step for step, _ in resumed.losses] == [1, 2, 3, 4]
+    torch.testing.assert_close(
+        torch.tensor([loss for _, loss in resumed.losses]),
+        torch.tensor([loss for _, loss in straight.losses]),
+    )
+    with pytest.raises(RequestError, match="other options"):
+        trainer(6, lr=1e-3).fit(examples, [], tmp_path / "resumed")
+    assert (tmp_path / "resumed" / CARD_FILENAME).exists() is False  # cards come from `promptrec finetune`
+
+
+@pytest.mark.vllm
+def test_trained_adapter_scores_the_same_in_vllm(bundled_model_dir: Path, trained: Path) -> None:
+    from promptrec.backends.vllm_backend import VLLMBackend
+
+    transformers_backend = TransformersBackend(bundled_model_dir, adapter=trained)
+    examples = movielens_examples(transformers_backend.formatter, 8)
+    prompts, labels = [e.prompt for e in examples], list(examples[0].labels)
+    expected = transformers_backend.next_token_logprobs(prompts, labels)
+    engine = VLLMBackend(
+        bundled_model_dir, dtype="float32", max_model_len=1024, max_lora_rank=8, adapter=trained
+    )
+    try:
+        got = engine.next_token_logprobs(prompts, labels)
+    finally:
+        engine.close()
+    for row, reference in zip(got, expected, strict=True):
+        assert max(abs(a - b) for a, b in zip(row, reference, strict=True)) < 0.01

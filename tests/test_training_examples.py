@@ -1,0 +1,195 @@
+"""Training examples: served prompts, no evaluation user or target, shuffled candidates, balanced answers."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from scipy.stats import chisquare
+
+from promptrec.data.splits import held_out_users
+from promptrec.demo import DEMO_DATASET, DEMO_USER
+from promptrec.errors import DataError
+from promptrec.models import Interaction, RankMode, RankRequest, UserContext
+from promptrec.prompting.builder import PromptBudget, build_prompts
+from promptrec.prompting.formatter import PromptFormatter
+from promptrec.prompting.templates import TemplateLibrary
+from promptrec.training.examples import (
+    Objective,
+    Prefix,
+    build_examples,
+    check_no_evaluation_leak,
+    leave_one_out_prefixes,
+)
+from promptrec.training.sources import load_training_source
+
+BUDGET = PromptBudget(max_history_items=5)
+
+
+@pytest.fixture(scope="module")
+def formatter(bundled_model_dir: Path) -> PromptFormatter:
+    return PromptFormatter.from_model_dir(bundled_model_dir)
+
+
+def games_like(folder: Path, n_users: int = 30, evaluated: int = 5) -> tuple[Path, Path]:
+    """An LLMRank-shaped pair: a .valid.inter log of n_users, and a ranking set of its first `evaluated`
+    users whose targets are items nobody else has."""
+    n_items = 200
+    (folder / "Toy.item").write_text(
+        "item_id:token\ttitle:token_seq\n" + "".join(f"{n}\tGame {n}\n" for n in range(n_items)),
+        encoding="utf-8",
+    )
+    rows, cases = [], []
+    for user in range(n_users):
+        items = [str((user * 7 + step) % 150) for step in range(6)]
+        rows.append(f"{user}\t{' '.join(items[:-1])}\t{items[-1]}\n")
+        if user < evaluated:
+            target = str(150 + user)  # an evaluation target: must never reach training
+            candidates = [target, *(str(160 + user * 3 + k) for k in range(3))]
+            cases.append(
+                {
+                    "user_id": str(user),
+                    "history_item_ids": items,
+                    "history_titles": [f"Game {i}" for i in items],
+                    "candidate_item_ids": candidates,
+                    "candidate_titles": [f"Game {i}" for i in candidates],
+                    "target_item_id": target,
+                    "target_title": f"Game {target}",
+                }
+            )
+    inter = folder / "Toy.valid.inter"
+    inter.write_text(
+        "user_id:token\titem_id_list:token_seq\titem_id:token\n" + "".join(rows), encoding="utf-8"
+    )
+    ranking = folder / "toy_cands.jsonl"
+    ranking.write_text("".join(json.dumps(case) + "\n" for case in cases), encoding="utf-8")
+    return ranking, inter
+
+
+def test_games_shape_excludes_evaluation_users_and_never_shows_their_targets(
+    tmp_path: Path, formatter: PromptFormatter
+) -> None:
+    ranking, inter = games_like(tmp_path)
+    source = load_training_source(ranking, inter, validation_users=3)
+    evaluated = {case.case_id for case in source.evaluation}
+    assert evaluated == {"0", "1", "2", "3", "4"}
+    assert not evaluated & set(source.sequences)
+    assert not {case.case_id for case in source.validation} & set(source.sequences)
+
+    template = TemplateLibrary().get(None, RankMode.POINTWISE)
+    prefixes = leave_one_out_prefixes(source.sequences, per_user=3)
+    targets = frozenset(case.target_id for case in source.evaluation)
+    examples = build_examples(
+        prefixes,
+        source.sequences,
+        source.catalog,
+        template,
+        formatter,
+        BUDGET,
+        objective=Objective.POINTWISE,
+        withheld=targets,
+    )
+    assert len(examples) == 2 * len(prefixes)
+    check_no_evaluation_leak(examples, source.evaluation)
+    titles = {f'"Game {target}"' for target in targets}
+    assert not any(title in example.prompt for example in examples for title in titles)
+
+    target_as_positive = Prefix("9", ("0",), "150")
+    sequences = {"9": ["0", "150"]}
+    args = ([target_as_positive], sequences, source.catalog, template, formatter, BUDGET)
+    assert build_examples(*args, objective=Objective.POINTWISE, withheld=targets) == []
+    with pytest.raises(DataError, match="shows evaluation targets"):
+        check_no_evaluation_leak(build_examples(*args, objective=Objective.POINTWISE), source.evaluation)
+
+    leaking = build_examples(
+        [Prefix("0", ("0", "7"), "14")],
+        {"0": ["0", "7", "14"]},
+        source.catalog,
+        template,
+        formatter,
+        BUDGET,
+        objective=Objective.POINTWISE,
+    )
+    with pytest.raises(DataError, match="evaluation user"):
+        check_no_evaluation_leak(leaking, source.evaluation)
+
+
+def test_movielens_holds_out_a_deterministic_user_split_with_the_demo_user() -> None:
+    source = load_training_source(DEMO_DATASET, validation_users=10)
+    evaluated = {case.case_id for case in source.evaluation}
+    assert DEMO_USER in evaluated
+    assert evaluated == held_out_users(str(user) for user in range(1, 611))
+    assert 0.1 < len(evaluated) / 610 < 0.3
+    assert not evaluated & set(source.sequences)
+    assert len(source.validation) == 10
+
+
+def test_pointwise_examples_are_served_prompts_with_balanced_answers(formatter: PromptFormatter) -> None:
+    source = load_training_source(DEMO_DATASET, validation_users=0)
+    template = TemplateLibrary().get(None, RankMode.POINTWISE)
+    prefixes = leave_one_out_prefixes(dict(list(source.sequences.items())[:20]), per_user=2)
+    assert all(p.positive == source.sequences[p.user_id][len(p.history)] for p in prefixes)
+    examples = build_examples(
+        prefixes, source.sequences, source.catalog, template, formatter, BUDGET, objective=Objective.POINTWISE
+    )
+    assert len(examples) == 2 * len(prefixes) == 80
+    assert Counter(example.target for example in examples) == {0: 40, 1: 40}
+    first = examples[0]
+    positive, negative = first.candidate_ids[0], examples[1].candidate_ids[0]
+    assert negative not in source.sequences[first.user_id]
+    assert first.labels == ("Yes", "No") and first.target == 0 and examples[1].target == 1
+    served = build_prompts(
+        _request_for(prefixes[0], [positive, negative], source), template, formatter, BUDGET
+    )
+    assert served.texts == [first.prompt, examples[1].prompt]
+
+
+def test_listwise_candidate_order_is_shuffled_so_the_answer_slot_is_uniform(
+    formatter: PromptFormatter,
+) -> None:
+    source = load_training_source(DEMO_DATASET, validation_users=0)
+    template = TemplateLibrary().get(None, RankMode.SCORE)
+    prefixes = leave_one_out_prefixes(dict(list(source.sequences.items())[:100]), per_user=2)
+    examples = build_examples(
+        prefixes,
+        source.sequences,
+        source.catalog,
+        template,
+        formatter,
+        BUDGET,
+        objective=Objective.LISTWISE,
+        n_candidates=10,
+    )
+    assert len(examples) == 200
+    for example, prefix in zip(examples, prefixes, strict=True):
+        assert example.candidate_ids[example.target] == prefix.positive
+        assert example.prompt.endswith(template.contract.answer_prefix)
+    slots = Counter(example.target for example in examples)
+    assert len(slots) == 10  # every slot holds the answer sometimes
+    assert chisquare([slots[slot] for slot in range(10)]).pvalue > 0.001
+
+
+def test_objective_needs_a_template_of_its_mode(formatter: PromptFormatter) -> None:
+    source = load_training_source(DEMO_DATASET, validation_users=0)
+    with pytest.raises(DataError, match="needs a score template"):
+        build_examples(
+            [],
+            source.sequences,
+            source.catalog,
+            TemplateLibrary().get(None, RankMode.POINTWISE),
+            formatter,
+            BUDGET,
+            objective=Objective.LISTWISE,
+        )
+
+
+def _request_for(prefix: Prefix, candidate_ids: list[str], source) -> RankRequest:
+    """The request a served pointwise call would get for this prefix and these candidates."""
+    return RankRequest(
+        user=UserContext(user_id=prefix.user_id, history=[Interaction(item_id=i) for i in prefix.history]),
+        candidates=[source.catalog[i] for i in candidate_ids],
+        history_items=[source.catalog[i] for i in dict.fromkeys(prefix.history)],
+        mode=RankMode.POINTWISE,
+    )
