@@ -54,6 +54,7 @@ def retrieve_candidates(
     *,
     request_weight: float = 1.0,
     excluded: Sequence[str] = (),
+    use_facets: bool = True,
     seed: int = 0,
 ) -> CandidatePool:
     """The n best catalogue items for `user`, never a history item or one in `excluded`."""
@@ -64,7 +65,7 @@ def retrieve_candidates(
         if item_id in index.position:
             eligible[index.position[item_id]] = False
 
-    facets = extract_facets(" ".join(texts), index.vocabulary) if texts else FacetFilter()
+    facets = extract_facets(" ".join(texts), index.vocabulary) if texts and use_facets else FacetFilter()
     policy: FacetPolicy = "none"
     matching = np.zeros(len(index.ids), dtype=bool)
     if not facets.is_empty:

@@ -43,6 +43,7 @@ class RecommendOptions(StrictModel):
         default=None, ge=0.0, le=1.0, description="MMR lambda: 0 keeps the ranking, 1 only spreads it."
     )
     explain: bool = False
+    facets: bool = Field(default=True, description="False: ignore facets the request names (an ablation).")
     use_llm: bool = Field(default=True, description="False: the retriever's order alone (a baseline).")
 
 
@@ -115,6 +116,7 @@ def recommend(
         settings.k,
         request_weight=policy.request_weight,
         excluded=_near_copies(index, user, policy.near_copy_similarity),
+        use_facets=settings.facets,
         seed=recommender.seed,
     )
     retrieved = time.perf_counter()

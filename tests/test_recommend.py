@@ -238,3 +238,30 @@ def test_a_platform_request_is_honoured(tmp_path: Path, recommender):
     result = recommender.recommend({"request": "a racing game for the Switch"}, catalog, k=5)
     assert result.diagnostics.facets.platforms == ["Nintendo Switch"]
     assert all(title.endswith("Nintendo Switch") for title in result.titles)
+
+
+def test_the_recommend_command_prints_json_and_a_table(tmp_path: Path, tiny_llama_dir: Path):
+    from typer.testing import CliRunner
+
+    from promptrec.cli import app
+
+    catalog = write_movies_csv(tmp_path)
+    runner = CliRunner()
+    base = ["recommend", "--catalog", str(catalog), "--model", str(tiny_llama_dir)]
+    result = runner.invoke(app, [*base, "--request-text", "a 90s comedy", "--k", "4", "--history", "1"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert (
+        len(payload["item_ids"]) == 4
+        and len(set(payload["item_ids"])) == 4
+        and "1" not in payload["item_ids"]
+    )
+    assert len(payload["titles"]) == len(payload["stages"]) == 4
+    assert payload["diagnostics"]["facet_policy"] == "filter"
+
+    table = runner.invoke(app, [*base, "--k", "3", "--format", "table", "--scenario", "support_chat"])
+    assert table.exit_code == 0, table.output
+    assert "3 recommendations (support_chat)" in table.stdout
+
+    unknown = runner.invoke(app, [*base, "--history", "999"])
+    assert unknown.exit_code == 2 and "user.history[0].item_id='999'" in unknown.output
