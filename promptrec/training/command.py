@@ -156,6 +156,9 @@ def finetune_command(
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
     max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Training time budget.")] = None,
     lora_r: Annotated[int, typer.Option(min=1)] = 8,
+    lora_layers: Annotated[
+        int | None, typer.Option(min=1, help="LoRA on the top N layers only (cheaper steps); all if unset.")
+    ] = None,
     alpha: Annotated[float, typer.Option(min=0.1)] = 16.0,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.05,
     lr: Annotated[float, typer.Option(min=1e-7)] = 5e-4,
@@ -180,6 +183,7 @@ def finetune_command(
     config = TrainConfig(
         objective=objective,
         lora_r=lora_r,
+        top_layers=lora_layers,
         lora_alpha=alpha,
         lora_dropout=dropout,
         lr=lr,
