@@ -57,6 +57,7 @@ def run_demo(ranker: Ranker, user: str | None = None, mode: RankMode = RankMode.
         f"latency: {diagnostics.latency_s:.2f}s, backend: {diagnostics.backend}"
     )
     console.print(
-        "[dim]A 135M model on CPU is a development model: expect near-random quality; "
-        "see evals/ for measured figures.[/]"
+        "[dim]A 135M model on CPU is a development model (by default with the small adapter fine-tuned on "
+        "MovieLens that ships with promptrec; --adapter none runs it zero-shot): see evals/ for measured "
+        "figures.[/]"
     )

@@ -261,12 +261,12 @@ class Recommender:
     def _score_pointwise(
         self, prompts: Sequence[BuiltPrompts], template: PromptTemplate
     ) -> list[tuple[str, int, list[float]]]:
-        flat = [text for built in prompts for text in built.texts]
         answers = [template.contract.yes_label, template.contract.no_label]
-        logprobs = iter(self.backend.next_token_logprobs(flat, answers))
         outcomes = []
         for built in prompts:
-            pairs = [next(logprobs) for _ in built.texts]
+            # One call per request: its prompts share the user's history, which a backend that reuses a
+            # common prefix (transformers) then computes once; across users only the system text is shared.
+            pairs = self.backend.next_token_logprobs(built.texts, answers)
             scores = [yes - no for yes, no in pairs]
             outcomes.append((f"log P(yes) - log P(no) per candidate: {_rounded(scores)}", 0, scores))
         return outcomes

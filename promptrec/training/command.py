@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,8 +20,9 @@ from promptrec.training.examples import (
     leave_one_out_prefixes,
     shuffled,
 )
-from promptrec.training.sources import load_training_source
-from promptrec.training.trainer import LoraTrainer, TrainConfig, TrainState, peak_memory_mib
+
+if TYPE_CHECKING:  # torch loads only when a command trains: `promptrec --help` stays fast
+    from promptrec.training.trainer import TrainConfig, TrainState
 
 
 def examples_sha256(examples: list[TrainingExample]) -> str:
@@ -28,6 +30,14 @@ def examples_sha256(examples: list[TrainingExample]) -> str:
     for example in examples:
         digest.update(f"{example.prompt}\x00{example.labels}\x00{example.target}\x01".encode())
     return digest.hexdigest()
+
+
+def _name_base_model(folder: Path, name: str) -> None:
+    """PEFT records the base model's load path (a cache folder on this machine); record its name instead."""
+    path = folder / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = name
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def run_finetune(
@@ -53,6 +63,8 @@ def run_finetune(
     from promptrec.bundled import BUNDLED_MODEL_NAME
     from promptrec.prompting.builder import PromptBudget
     from promptrec.prompting.templates import TemplateLibrary
+    from promptrec.training.sources import load_training_source
+    from promptrec.training.trainer import LoraTrainer, TrainConfig, peak_memory_mib
 
     config = config or TrainConfig()
     objective = config.objective
@@ -92,6 +104,7 @@ def run_finetune(
 
     def write_card(folder: Path, state: TrainState) -> None:
         zero_shot = state.validations[0][1] if state.validations else None
+        _name_base_model(folder, BUNDLED_MODEL_NAME if model is None else model)
         AdapterCard(
             base_model=BUNDLED_MODEL_NAME if model is None else model,
             base_model_sha256=base_model_sha256(model_dir),
@@ -156,6 +169,9 @@ def finetune_command(
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
     max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Training time budget.")] = None,
     lora_r: Annotated[int, typer.Option(min=1)] = 8,
+    lora_layers: Annotated[
+        int | None, typer.Option(min=1, help="LoRA on the top N layers only (cheaper steps); all if unset.")
+    ] = None,
     alpha: Annotated[float, typer.Option(min=0.1)] = 16.0,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.05,
     lr: Annotated[float, typer.Option(min=1e-7)] = 5e-4,
@@ -177,9 +193,12 @@ def finetune_command(
     template: Annotated[str | None, typer.Option(help="Template; the objective's default if unset.")] = None,
 ) -> None:
     """Fine-tune a LoRA adapter (QLoRA 4-bit on CUDA) on a labelled log; evaluation users never train."""
+    from promptrec.training.trainer import TrainConfig
+
     config = TrainConfig(
         objective=objective,
         lora_r=lora_r,
+        top_layers=lora_layers,
         lora_alpha=alpha,
         lora_dropout=dropout,
         lr=lr,

@@ -57,6 +57,12 @@ class TrainConfig(BaseModel):
     lora_alpha: float = Field(default=16.0, gt=0)
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    top_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="LoRA on the top N decoder layers only: backward stops there, so a step costs far "
+        "less time and memory (all layers if unset).",
+    )
     lr: float = Field(default=5e-4, gt=0)
     batch_size: int = Field(default=8, ge=1)
     epochs: int = Field(default=1, ge=1)
@@ -158,6 +164,7 @@ class LoraTrainer:
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
             target_modules=list(config.target_modules),
+            layers_to_transform=_top_layers(base, config.top_layers),
             task_type="CAUSAL_LM",
         )
         torch.manual_seed(config.seed)
@@ -312,6 +319,13 @@ class LoraTrainer:
         state.stopped = ""  # the budget options may have changed: the loop decides again whether to go on
         print(f"resuming from step {state.step} of {out}", file=sys.stderr, flush=True)
         return state
+
+
+def _top_layers(model: Any, count: int | None) -> list[int] | None:
+    if count is None:
+        return None
+    total = int(model.config.num_hidden_layers)
+    return list(range(max(0, total - count), total))
 
 
 def _to_half(path: Path) -> None:
