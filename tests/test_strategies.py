@@ -230,3 +230,13 @@ def test_demo_ranker_draws_from_training_histories_of_a_real_dataset():
     result = DemoRanker(Recommender(backend), pool, count=2, selector="random").rank_many([request])[0]
     assert result.diagnostics.demos_used == 2
     assert sorted(result.item_ids) == sorted(item.id for item in request.candidates)
+
+
+def test_reports_name_datasets_relative_to_the_working_directory(tmp_path, monkeypatch):
+    dataset = write_ranking_set(tmp_path / "set.jsonl", 4)
+    monkeypatch.chdir(tmp_path)
+    evaluate(dataset, tmp_path / "out", methods="random")
+    for name in ("report.md", "run.json"):
+        text = (tmp_path / "out" / name).read_text(encoding="utf-8")
+        assert str(tmp_path) not in text, f"{name} names the machine's absolute path"
+        assert "set.jsonl" in text

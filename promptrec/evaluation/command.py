@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +37,7 @@ from promptrec.evaluation.protocols import (
     detect_protocol,
     fingerprint,
     load_task,
+    shown_path,
 )
 from promptrec.evaluation.runner import (
     Method,
@@ -125,10 +125,10 @@ def build_config(
         )
     run_mode = _mode(mode, protocol)
     return RunConfig(
-        dataset=_shown_path(dataset),
+        dataset=shown_path(dataset),
         dataset_sha256=fingerprint(dataset),
         protocol=protocol.value,
-        interactions=_shown_path(interactions) if interactions else None,
+        interactions=shown_path(interactions) if interactions else None,
         interactions_sha256=fingerprint(interactions) if interactions else None,
         methods=chosen,
         reference=reference or ("random" if "random" in chosen else ""),
@@ -139,19 +139,13 @@ def build_config(
         template_sha256=template_sha256(llm.template, run_mode),
         llm=llm,
         hybrid_retriever=hybrid_retriever,
-        validation=_shown_path(validation) if validation else None,
+        validation=shown_path(validation) if validation else None,
         validation_sha256=fingerprint(validation) if validation else None,
         validation_limit=validation_limit,
         validation_users=validation_users,
         rerank_top=rerank_top,
         held_out=held_out,
     )
-
-
-def _shown_path(path: Path) -> str:
-    """The path relative to the working directory when it lies below it; never a resolved absolute path
-    that names the machine it ran on."""
-    return os.path.relpath(path) if path.is_absolute() else str(path)
 
 
 def _method_factory(

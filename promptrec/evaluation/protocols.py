@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -122,6 +123,12 @@ class PointwiseTask:
 Task = RankingTask | PointwiseTask
 
 
+def shown_path(path: Path) -> str:
+    """How reports and run.json name a file: relative to the working directory, never a resolved absolute
+    path that names the machine it ran on."""
+    return os.path.relpath(path) if path.is_absolute() else str(path)
+
+
 def detect_protocol(dataset: Path) -> Protocol:
     """A TALLRec file is a .json list of instruction rows; everything else load_dataset knows is ranking."""
     return Protocol.TALLREC if dataset.suffix == ".json" else Protocol.RANKING
@@ -216,7 +223,7 @@ def load_task(
             raise RequestError("--interactions does not apply to the tallrec protocol; drop it")
         pointwise = load_tallrec(dataset)[:limit]
         return PointwiseTask(
-            source=str(dataset),
+            source=shown_path(dataset),
             description="TALLRec pointwise: one yes/no question per row, score = log P(yes) - log P(no), AUC",
             cases=pointwise,
             reference_key=_reference_key(dataset, protocol),
@@ -238,9 +245,10 @@ def load_task(
     if interactions is not None:
         train, catalog = interaction_histories(interactions, data.catalog)
         check_train_ends_with_history(cases, train, str(interactions))
-        train_source = f"{interactions} (each user's history plus validation item; no test target)"
+        where = shown_path(interactions)
+        train_source = f"{where} (each user's history plus validation item; no test target)"
     return RankingTask(
-        source=str(dataset),
+        source=shown_path(dataset),
         description=description,
         cases=cases,
         train_histories=train,
