@@ -40,4 +40,7 @@ fi
 
 # Convert the bundled GGUF into a cached Hugging Face folder once, here rather than in a first request.
 "$venv/bin/python" -c "from promptrec.bundled import bundled_model_dir; print('bundled model:', bundled_model_dir())" >&2
+# Index the shipped MovieLens catalogue once (embeddings + BM25, cached by content hash), so the first
+# `promptrec recommend` on it answers in seconds instead of building the index.
+"$venv/bin/python" -c "from promptrec.catalog_index import open_catalog; open_catalog('promptrec/datasets/ml-latest-small/movies.csv'); print('catalogue index: ready')" >&2
 echo "$fingerprint" > "$venv/.setup-$profile"
