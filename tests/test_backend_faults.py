@@ -42,7 +42,7 @@ def test_a_server_trickling_one_byte_at_a_time_is_cut_off_at_the_deadline(bundle
         started = time.monotonic()
         with pytest.raises(BackendError, match="deadline of 2 s"):
             backend.generate(["hello"], GenerationConfig(max_new_tokens=2))
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 10, "the deadline bounds the call (it hung for minutes before)"
         backend.close()
 
 
