@@ -15,8 +15,8 @@ so the other candidates' clean scores are reused and only the victim's question 
 The script uses only APIs that existed before the sanitiser, so the "before" table comes from running
 the same file against the old code:
 
-    git worktree add /tmp/promptrec-before 5ecf9d3
-    PYTHONPATH=/tmp/promptrec-before nice -n 10 python evals/injection_benchmark.py --label before ...
+    git worktree add ../promptrec-before 5ecf9d3
+    PYTHONPATH=../promptrec-before nice -n 10 python evals/injection_benchmark.py --label before ...
     PYTHONPATH=. nice -n 10 python evals/injection_benchmark.py --label after ...
 
 Writes <out>/<label>.json and prints a Markdown table. `--structure-only` skips the model and checks the
