@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import pytest
 
 from promptrec.errors import DataError
-from tests.test_eval_runner import evaluate, title
+from tests.test_eval_runner import evaluate, ranking_row
 
 
 def write_prefix_set(path: Path, *, longest_only: bool = False) -> Path:
@@ -22,19 +21,7 @@ def write_prefix_set(path: Path, *, longest_only: bool = False) -> Path:
             history, target = sequence[:length], sequence[length]
             candidates = [target, *rng.sample(range(1000, 5000), 19)]
             rng.shuffle(candidates)
-            lines.append(
-                json.dumps(
-                    {
-                        "user_id": f"u{user}-{length}",
-                        "history_item_ids": [str(i) for i in history],
-                        "history_titles": [title(i) for i in history],
-                        "candidate_item_ids": [str(i) for i in candidates],
-                        "candidate_titles": [title(i) for i in candidates],
-                        "target_item_id": str(target),
-                        "target_title": title(target),
-                    }
-                )
-            )
+            lines.append(ranking_row(f"u{user}-{length}", history, candidates, target))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

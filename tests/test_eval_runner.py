@@ -35,6 +35,21 @@ def title(item: int) -> str:
     return f"Game number {item}"
 
 
+def ranking_row(user_id: str, history: list[int], candidates: list[int], target: int) -> str:
+    """One LLMRank-format JSON line; item i is titled title(i)."""
+    return json.dumps(
+        {
+            "user_id": user_id,
+            "history_item_ids": [str(i) for i in history],
+            "history_titles": [title(i) for i in history],
+            "candidate_item_ids": [str(i) for i in candidates],
+            "candidate_titles": [title(i) for i in candidates],
+            "target_item_id": str(target),
+            "target_title": title(target),
+        }
+    )
+
+
 def write_ranking_set(
     path: Path, n_users: int, *, n_candidates: int = 20, seed: int = 0, target_slot: int | None = None
 ) -> Path:
@@ -46,19 +61,7 @@ def write_ranking_set(
         history = items[: 1 + user % 8]  # lengths 1..8: every history-length slice is populated
         candidates = items[8:]
         target = candidates[rng.randrange(n_candidates) if target_slot is None else target_slot]
-        lines.append(
-            json.dumps(
-                {
-                    "user_id": f"u{user}",
-                    "history_item_ids": [str(i) for i in history],
-                    "history_titles": [title(i) for i in history],
-                    "candidate_item_ids": [str(i) for i in candidates],
-                    "candidate_titles": [title(i) for i in candidates],
-                    "target_item_id": str(target),
-                    "target_title": title(target),
-                }
-            )
-        )
+        lines.append(ranking_row(f"u{user}", history, candidates, target))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
