@@ -10,7 +10,6 @@ import pytest
 from promptrec.errors import RequestError
 from promptrec.evaluation.protocols import load_task
 from promptrec.models import Interaction, Item, RankMode, RankRequest, UserContext
-from promptrec.options import LLMOptions
 from promptrec.prompting.builder import PromptBudget, build_prompts
 from promptrec.prompting.templates import TemplateLibrary
 from promptrec.retrievers import ItemKNNRetriever, PopularityRetriever
@@ -110,22 +109,17 @@ def test_hints_ranker_adds_hints_and_the_hints_template():
 
 
 def test_hints_methods_run_in_eval(tmp_path):
-    from promptrec.evaluation.command import build_config, run_evaluation
+    from promptrec.evaluation.command import run_evaluation
     from promptrec.evaluation.protocols import Protocol
-    from tests.test_eval_runner import write_ranking_set
+    from tests.test_eval_runner import config_for, write_ranking_set
     from tests.test_hybrid_fusion import TitleHashRanker
 
-    config = build_config(
+    config = config_for(
         write_ranking_set(tmp_path / "test.jsonl", 6, seed=1),
-        methods="itemknn,hints,hybrid-hints",
+        "itemknn,hints,hybrid-hints",
         protocol=Protocol.RANKING,
-        interactions=None,
         reference="itemknn",
-        limit=None,
-        seed=0,
-        n_negatives=19,
         mode=RankMode.SCORE,
-        llm=LLMOptions(),
         validation=write_ranking_set(tmp_path / "validation.jsonl", 12, seed=2),
     )
     metrics = run_evaluation(config, tmp_path / "run", recommender=TitleHashRanker)

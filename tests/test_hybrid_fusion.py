@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promptrec.errors import RequestError
-from promptrec.evaluation.command import build_config, run_evaluation
+from promptrec.evaluation.command import run_evaluation
 from promptrec.evaluation.fusion_validation import (
     ValidationOverlapError,
     choose_fusion,
@@ -20,10 +20,9 @@ from promptrec.evaluation.fusion_validation import (
 )
 from promptrec.evaluation.protocols import Protocol, load_task
 from promptrec.models import Diagnostics, Item, ItemSource, RankedList, RankingCase, RankMode, UserContext
-from promptrec.options import LLMOptions
 from promptrec.strategies.fusion import FusionMethod, fuse
 from promptrec.strategies.hybrid import HybridRanker
-from tests.test_eval_runner import write_ranking_set
+from tests.test_eval_runner import config_for, write_ranking_set
 
 
 def title_score(title: str) -> float:
@@ -158,17 +157,12 @@ def swap_targets(path: Path, out: Path) -> Path:
 
 
 def run_hybrid(dataset: Path, validation: Path, out: Path) -> dict:
-    config = build_config(
+    config = config_for(
         dataset,
-        methods="itemknn,hybrid",
+        "itemknn,hybrid",
         protocol=Protocol.RANKING,
-        interactions=None,
         reference="itemknn",
-        limit=None,
-        seed=0,
-        n_negatives=19,
         mode=RankMode.SCORE,
-        llm=LLMOptions(),
         validation=validation,
     )
     return run_evaluation(config, out, recommender=TitleHashRanker)
