@@ -41,7 +41,9 @@ from promptrec.models import Item, RankingCase, RankMode, RankRequest
 from promptrec.prompting.builder import PromptBudget, build_prompts
 from promptrec.prompting.formatter import PromptFormatter
 from promptrec.prompting.templates import TemplateLibrary
+from promptrec.ranker import Ranker
 from promptrec.recommender import Recommender
+from promptrec.strategies.demos import DemoPool, DemoRanker
 
 DEFAULT_DATASET = "../shared/data/llmrank-games/games200_random_cands20.jsonl"
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -104,7 +106,7 @@ def exact_mcnemar(only_clean: int, only_attacked: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def full_scores(recommender: Recommender, requests: list[RankRequest]) -> list[list[float]]:
+def full_scores(recommender: Ranker, requests: list[RankRequest]) -> list[list[float]]:
     """Scores in candidate order (a RankedList lists them in rank order)."""
     results = recommender.rank_many(requests)
     out = []
@@ -118,7 +120,7 @@ def _number(score: float | None) -> float:
     return float("-inf") if score is None else float(score)  # null is a non-finite score (newer releases)
 
 
-def run_mode(recommender: Recommender, cases: list[RankingCase], mode: RankMode, seed: int) -> dict[str, Any]:
+def run_mode(recommender: Ranker, cases: list[RankingCase], mode: RankMode, seed: int) -> dict[str, Any]:
     victims = [victim_index(case, seed) for case in cases]
     clean_requests = [
         with_title(case, v, case.candidates[v].title).model_copy(update={"mode": mode})
@@ -224,6 +226,14 @@ def main() -> None:
     arguments.add_argument("--modes", default="score,pointwise")
     arguments.add_argument("--max-history", type=int, default=10)
     arguments.add_argument("--seed", type=int, default=0)
+    arguments.add_argument(
+        "--demos", default="0", help="Comma list of `self` demonstration counts to run each mode with."
+    )
+    arguments.add_argument(
+        "--adapter",
+        default=None,
+        help="Adapter folder, or 'none' for zero-shot; the package default if unset.",
+    )
     arguments.add_argument("--label", default="after")
     arguments.add_argument("--out", default="evals/reports/injection")
     arguments.add_argument("--structure-only", action="store_true")
@@ -236,9 +246,20 @@ def main() -> None:
         for payload, gained in table.items():
             print(f"| {payload} | {' | '.join(str(count) for count in gained.values())} |")
         return
-    recommender = Recommender.load(
-        "transformers", None, budget=PromptBudget(max_history_items=options.max_history), batch_size=8
+    adapter = (
+        {} if options.adapter is None else {"adapter": None if options.adapter == "none" else options.adapter}
     )
+    recommender = Recommender.load(
+        "transformers",
+        None,
+        budget=PromptBudget(max_history_items=options.max_history),
+        batch_size=8,
+        **adapter,
+    )
+    # Demonstrations come from each user's own clean history (`self`); the victim is a candidate, so a
+    # demonstration never shows it.
+    catalog = {item.id: item for case in cases for item in [*case.history_items, *case.candidates]}
+    pool = DemoPool({}, catalog, seed=options.seed)
     started = time.perf_counter()
     results: dict[str, Any] = {
         "label": options.label,
@@ -247,10 +268,15 @@ def main() -> None:
         "max_history": options.max_history,
         "seed": options.seed,
         "model": "bundled SmolLM2-135M-Instruct (transformers, CPU)",
+        "adapter": options.adapter or "package default",
         "modes": {},
     }
-    for mode in options.modes.split(","):
-        results["modes"][mode] = run_mode(recommender, cases, RankMode(mode), options.seed)
+    for count in (int(value) for value in options.demos.split(",")):
+        ranker: Ranker = DemoRanker(recommender, pool, count) if count else recommender
+        for mode in options.modes.split(","):
+            name = f"{mode} + {count} self demos" if count else mode
+            results["modes"][name] = run_mode(ranker, cases, RankMode(mode), options.seed)
+            print(markdown(name, {"modes": {name: results["modes"][name]}}), flush=True)
     results["seconds"] = round(time.perf_counter() - started, 1)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)

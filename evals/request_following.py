@@ -1,16 +1,20 @@
-"""Request following and latency of `recommend` on MovieLens latest-small (the shipped movies.csv).
+"""Request following and latency of `recommend` on MovieLens latest-small and on Amazon Games.
 
-Requests are generated from the catalogue's own genres and years ("a 90s comedy", "an animated film for
-kids from the 2000s", "a documentary"), so relevance is checkable without invented labels: a movie is
-relevant when its genres column holds every requested genre and its title year lies in the requested
-decade. The judge parses movies.csv itself (it does not reuse promptrec.facets, which it is judging).
+Requests are generated from the catalogue's own data, so relevance is checkable without invented labels.
+MovieLens (the shipped movies.csv): genres and years ("a 90s comedy", "an animated film for kids from the
+2000s", "a documentary"); a movie is relevant when its genres column holds every requested genre and its
+title year lies in the requested decade. Games (`--catalog games`, LLMRank's Games.item read from
+../shared/data, never copied into the repository): platform requests ("a game for the Nintendo Switch");
+an item is relevant when its title names that platform in full. The judges parse the files themselves
+(they do not reuse promptrec.facets, which they are judging).
 
 For every request: precision@10 and NDCG@10 of `recommend` with the retrievers alone (use_llm=False) and
 with the LLM ranking the top 20 (the bundled SmolLM2-135M unless --model), per request type with 95%
 bootstrap CIs, plus intra-list diversity and catalogue coverage. Latency: the index built cold (empty
 cache), read warm from disk, and p50/p95 of `recommend` end to end with a warm index.
 
-    nice -n 10 python evals/request_following.py --out evals/reports/request-following
+    python evals/request_following.py --out evals/reports/request-following
+    python evals/request_following.py --catalog games --out evals/reports/request-following-games
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from promptrec.evaluation.metrics import ndcg_at_k
 from promptrec.evaluation.statistics import bootstrap_ci
 
 MOVIES = Path(__file__).resolve().parent.parent / "promptrec" / "datasets" / "ml-latest-small" / "movies.csv"
+GAMES = Path("../shared/data/llmrank-games/Games.item")
 K = 10
 METHODS = {
     "retriever": {"use_llm": False},
@@ -126,6 +131,53 @@ def make_requests(table) -> list[dict]:
     return requests
 
 
+# Platform requests on Games: (request text, the platform's full name as the judge looks for it in titles).
+GAMES_REQUESTS = [
+    ("a game for the Nintendo Switch", r"nintendo switch"),
+    ("something to play on my PS4", r"playstation 4"),
+    ("a PlayStation 4 racing game", r"playstation 4"),
+    ("an Xbox One game for a teenager", r"xbox one"),
+    ("a gift for a kid who has a Nintendo 3DS", r"nintendo 3ds|\b3ds\b"),
+    ("accessories for the Wii U", r"wii u"),
+    ("a PlayStation 3 game", r"playstation 3"),
+    ("games for the Xbox 360", r"xbox 360"),
+    ("a Nintendo DS game for a 10-year-old", r"nintendo ds\b"),
+    ("a PC game", r"\bpc\b"),
+    ("a PlayStation Vita game", r"playstation vita|ps vita"),
+    ("a Game Boy Advance classic", r"game ?boy advance"),
+    ("a Wii game the whole family can play", r"\bwii\b(?!\s*u\b)"),
+    ("a PlayStation 2 game", r"playstation 2"),
+    ("a controller for the Xbox One", r"xbox one"),
+    ("a headset for PS4", r"playstation 4"),
+]
+
+
+def games_requests(path: Path) -> tuple[list[dict], dict[str, set[str]]]:
+    """Platform requests with at least 10 relevant titles in Games.item, and their relevant item ids."""
+    titles = {}
+    with path.open(encoding="utf-8") as handle:
+        next(handle)  # RecBole header
+        for line in handle:
+            item_id, _, title = line.rstrip("\n").partition("\t")
+            titles[item_id] = title.lower()
+    requests, relevant = [], {}
+    for text, platform in GAMES_REQUESTS:
+        matching = {item_id for item_id, title in titles.items() if re.search(platform, title)}
+        if len(matching) >= K:
+            requests.append({"type": "platform", "text": text, "n_relevant": len(matching)})
+            relevant[text] = matching
+    return requests, relevant
+
+
+def movielens_requests(path: Path) -> tuple[list[dict], dict[str, set[str]]]:
+    table = judge_table(path)
+    requests = make_requests(table)
+    relevant = {
+        request["text"]: relevant_ids(table, request["genres"], request["decade"]) for request in requests
+    }
+    return [dict(request, genres=list(request["genres"])) for request in requests], relevant
+
+
 def summarise(values: list[float]) -> dict:
     low, high = bootstrap_ci(values) if len(values) > 1 else (values[0], values[0])
     return {
@@ -138,6 +190,10 @@ def summarise(values: list[float]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--catalog", choices=("movielens", "games"), default="movielens")
+    parser.add_argument(
+        "--games-item", type=Path, default=GAMES, help="LLMRank's Games.item (--catalog games)."
+    )
     parser.add_argument("--model", default=None, help="Local model folder; the bundled SmolLM2 if unset.")
     parser.add_argument("--limit", type=int, default=None, help="First N requests only (a quick check).")
     parser.add_argument(
@@ -154,9 +210,10 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    table = judge_table(MOVIES)
-    requests = make_requests(table)[: args.limit]
-    source = load_catalog_source(MOVIES)
+    path = MOVIES if args.catalog == "movielens" else args.games_item
+    requests, relevant = (movielens_requests if args.catalog == "movielens" else games_requests)(path)
+    requests = requests[: args.limit]
+    source = load_catalog_source(path)
 
     methods = {name: METHODS[name] for name in args.methods.split(",")}
     if args.cold_index:  # latency of the index: cold (an empty cache), then warm (read from that cache)
@@ -179,15 +236,15 @@ def main() -> None:
 
     rows = []
     for number, request in enumerate(requests, start=1):
-        relevant = relevant_ids(table, request["genres"], request["decade"])
-        row = dict(request, genres=list(request["genres"]))
+        row = dict(request)
+        wanted = relevant[request["text"]]
         for method, options in methods.items():
             result = recommender.recommend({"request": request["text"]}, index, k=K, **options)
-            hits = [item_id in relevant for item_id in result.item_ids]
+            hits = [item_id in wanted for item_id in result.item_ids]
             row[method] = {
                 "item_ids": result.item_ids,
                 "precision@10": sum(hits) / K,
-                "ndcg@10": ndcg_at_k(result.item_ids, relevant, K),
+                "ndcg@10": ndcg_at_k(result.item_ids, wanted, K),
                 "ild": intra_list_diversity(index.vectors(result.item_ids)),
                 "facets": result.diagnostics.facets.model_dump(exclude={"evidence"}),
                 "facet_policy": result.diagnostics.facet_policy,
@@ -197,7 +254,13 @@ def main() -> None:
         scores = ", ".join(f"{method} {row[method]['precision@10']:.1f}" for method in methods)
         print(f"[{number}/{len(requests)}] {request['text']!r}: P@10 {scores}", flush=True)
 
-    summary: dict = {"requests": len(rows), "methods": list(methods), "by_type": {}, "coverage": {}}
+    summary: dict = {
+        "catalog": args.catalog,
+        "requests": len(rows),
+        "methods": list(methods),
+        "by_type": {},
+        "coverage": {},
+    }
     kinds = defaultdict(list)
     for row in rows:
         kinds[row["type"]].append(row)
@@ -242,12 +305,20 @@ def percentile(values: list[float], q: float) -> float:
 
 def render_report(summary: dict, rows: list[dict]) -> str:
     methods = summary["methods"]
-    lines = [
-        "# Request following on MovieLens latest-small",
-        "",
+    source = (
+        "# Request following on MovieLens latest-small\n\n"
         f"{summary['requests']} requests generated from `movies.csv` genres and years by "
         "`evals/request_following.py`; a movie is relevant when it has every requested genre and its title "
-        "year is in the requested decade. k = 10. Methods: `retriever` = `recommend(..., use_llm=False)`; "
+        "year is in the requested decade."
+        if summary["catalog"] == "movielens"
+        else "# Request following on Amazon Games (LLMRank's Games.item)\n\n"
+        f"{summary['requests']} platform requests (`evals/request_following.py --catalog games`); an item is "
+        "relevant when its title names the requested platform in full."
+    )
+    lines = [
+        source,
+        "",
+        "k = 10. Methods: `retriever` = `recommend(..., use_llm=False)`; "
         "`retriever+llm` = the LLM (bundled SmolLM2-135M, score mode, scenario `browse`) ranks the "
         "retrievers' top 20; `retriever-no-facets` = retrievers with facet extraction off (ablation). "
         "95% bootstrap CIs over requests.",
@@ -264,7 +335,7 @@ def render_report(summary: dict, rows: list[dict]) -> str:
     for method, coverage in summary["coverage"].items():
         lines.append(f"- {method}: {coverage['catalogue_coverage']:.4f} ({coverage['distinct_items']} items)")
     latency = summary["latency_s"]
-    lines += ["", "## Latency (CPU, shared 2-core machine under heavy other load; upper bounds)", ""]
+    lines += ["", "## Latency (CPU, 2 cores; see the README for the load at the time)", ""]
     if "index_cold_build" in latency:
         lines.append(
             f"- index over {latency['items']} movies, cold build (embeddings + BM25, empty cache): "

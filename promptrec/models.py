@@ -247,6 +247,18 @@ class RankingCase(StrictModel):
             )
         return self
 
+    def with_newest_history(self, count: int) -> RankingCase:
+        """This case as a colder user: only the newest `count` history events (and their items) remain;
+        target and candidates are unchanged."""
+        kept = self.user.history[len(self.user.history) - count :] if count else []
+        shown = {event.item_id for event in kept}
+        return self.model_copy(
+            update={
+                "user": self.user.model_copy(update={"history": kept}),
+                "history_items": [item for item in self.history_items if item.id in shown],
+            }
+        )
+
     def to_request(
         self, mode: RankMode = RankMode.GENERATE, template: str | None = None, k: int | None = None
     ) -> RankRequest:

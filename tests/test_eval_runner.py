@@ -141,6 +141,23 @@ def test_cases_differing_only_in_target_get_identical_prompts_and_rankings(tmp_p
     assert target_ranks[0] != target_ranks[1]  # the targets really differ, only the judging sees them
 
 
+@pytest.mark.parametrize("shown", [0, 2])
+def test_cold_start_runs_show_only_the_newest_history_items(tmp_path, shown):
+    dataset = write_ranking_set(tmp_path / "set.jsonl", 8)
+    rows = read_lines(dataset)
+    backend = ScriptedBackend(answer=scripted_answer)
+    out = tmp_path / "out"
+    evaluate(dataset, out, backend, methods="llm,popularity", history_items=shown)
+    assert len(backend.prompts_seen) == len(rows)
+    for row, prompt in zip(rows, backend.prompts_seen, strict=True):
+        titles = row["history_titles"]
+        kept, dropped = titles[len(titles) - shown :] if shown else [], titles[: len(titles) - shown]
+        assert all(title in prompt for title in kept)
+        assert not any(f'"{title}"' in prompt for title in dropped)
+    assert json.loads((out / "run.json").read_text())["history_items"] == shown
+    assert len(read_lines(out / "results" / "popularity.jsonl")) == len(rows)  # baselines run cold too
+
+
 def test_baselines_never_count_a_leave_one_out_target(tmp_path):
     # Every user's last interaction is item 999, seen nowhere else: counted, it would always rank first.
     folder = tmp_path / "ml"

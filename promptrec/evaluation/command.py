@@ -110,6 +110,7 @@ def build_config(
     validation_users: float | None = None,
     rerank_top: int | None = None,
     held_out: bool = False,
+    history_items: int | None = None,
 ) -> RunConfig:
     protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
     chosen = _methods(methods, protocol)
@@ -145,6 +146,7 @@ def build_config(
         validation_users=validation_users,
         rerank_top=rerank_top,
         held_out=held_out,
+        history_items=history_items,
     )
 
 
@@ -236,6 +238,7 @@ def run_evaluation(
         n_negatives=config.n_negatives,
         seed=config.seed,
         held_out=config.held_out,
+        history_items=config.history_items,
     )
     task, validation = split_validation(task, config)
     # One LLM for every method of the run, remembering its answers: `hybrid` reuses what `llm` ranked.
@@ -345,6 +348,10 @@ def eval_command(
     held_out: Annotated[
         bool, typer.Option(help="Evaluate only the held-out user split (the users fine-tuning never sees).")
     ] = False,
+    history_items: Annotated[
+        int | None,
+        typer.Option(min=0, help="Cold start: show each case only its newest N history items (0: none)."),
+    ] = None,
     hybrid_retriever: HybridRetrieverOption = None,
     validation: ValidationOption = None,
     validation_limit: ValidationLimitOption = None,
@@ -379,6 +386,7 @@ def eval_command(
             validation_users=validation_users,
             rerank_top=rerank_top,
             held_out=held_out,
+            history_items=history_items,
         )
         metrics = run_evaluation(config, out, console=console)
     except PromptrecError as error:

@@ -59,12 +59,19 @@ def load_catalogue_task(config: RunConfig) -> RankingTask:
             "pass a leave-one-out log (a MovieLens folder or an atomic RecBole .inter) without --interactions"
         )
     task = load_task(
-        dataset, Protocol.RANKING, limit=config.limit, n_negatives=config.n_negatives, seed=config.seed
+        dataset,
+        Protocol.RANKING,
+        limit=config.limit,
+        n_negatives=config.n_negatives,
+        seed=config.seed,
+        history_items=config.history_items,
     )
     description = (
         "full catalogue, leave-one-out: each user's last interaction by (timestamp, item id) is the target, "
-        f"ranked against all {len(task.catalog)} catalogue items minus the user's history"
+        f"ranked against all {len(task.catalog)} catalogue items minus the user's (shown) history"
     )
+    if config.history_items is not None:
+        description += f"; cold start: each case shows only its newest {config.history_items} history items"
     return replace(task, description=description)
 
 

@@ -212,10 +212,13 @@ def load_task(
     n_negatives: int = 19,
     seed: int = 0,
     held_out: bool = False,
+    history_items: int | None = None,
 ) -> Task:
     """Load the evaluation cases (the first `limit` in file order) for a protocol ('auto' detects it).
 
     `held_out` keeps only the users of the held-out split, the users fine-tuning on this log never saw.
+    `history_items` shows each case only its newest N history items (cold start); baselines still fit on
+    the full training log, and targets and candidates are unchanged.
     """
     protocol = detect_protocol(dataset) if protocol is Protocol.AUTO else protocol
     if protocol is Protocol.TALLREC:
@@ -247,6 +250,9 @@ def load_task(
         check_train_ends_with_history(cases, train, str(interactions))
         where = shown_path(interactions)
         train_source = f"{where} (each user's history plus validation item; no test target)"
+    if history_items is not None:
+        cases = [case.with_newest_history(history_items) for case in cases]
+        description += f"; cold start: each case shows only its newest {history_items} history items"
     return RankingTask(
         source=shown_path(dataset),
         description=description,

@@ -62,6 +62,7 @@ class RunConfig(BaseModel):
     validation_users: float | None = None
     rerank_top: int | None = None
     held_out: bool = False  # only the held-out user split (data.splits.held_out_users)
+    history_items: int | None = None  # cold start: cases show only their newest N history items
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from promptrec.errors import RequestError
 from promptrec.models import Demonstration, Item, RankMode, RankRequest, UserContext
-from promptrec.prompting.contract import OutputContract
+from promptrec.prompting.contract import OutputContract, OutputFormat
 from promptrec.prompting.formatter import ChatMessage, PromptFormatter
 from promptrec.prompting.gold import gold_answer
 from promptrec.prompting.recency import history_ages
@@ -76,6 +76,14 @@ def _labels(contract: OutputContract, candidates: Sequence[Item], template_name:
             f"{len(contract.labels)} labels; pass fewer candidates or a template with identifiers = 'ids'"
         )
     return contract.labels[: len(candidates)]
+
+
+def _answer_words(contract: OutputContract, labels: list[str]) -> list[str]:
+    """What the model answers with in this prompt; data may not name them as answers (sanitize step 5).
+    Catalogue ids are left alone: an id such as `1995` would take the year out of `Heat (1995)`."""
+    if contract.format is OutputFormat.YES_NO:
+        return [contract.yes_label, contract.no_label]
+    return labels
 
 
 class _Scene:
@@ -216,8 +224,8 @@ def build_prompts(
     """The request's prompts; `redact_contacts` removes e-mail addresses and phone numbers from the user's
     own words (request and preferences) first."""
     contract = template.contract
-    sanitizer = TextSanitizer(formatter.special_tokens)
     labels = _labels(contract, request.candidates, template.name)
+    sanitizer = TextSanitizer(formatter.special_tokens, answer_words=_answer_words(contract, labels))
     scene = _Scene(
         sanitizer,
         contract,

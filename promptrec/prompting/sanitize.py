@@ -9,7 +9,11 @@ Order matters, each step closing a way around the next:
    e-mail addresses and phone numbers are replaced by placeholders (promptrec.prompting.redact);
 3. every special or added token of the model's own tokenizer is removed, repeatedly, because a removal
    can join the halves of a new one (`<|im_<|im_end|>start|>`);
-4. our delimiter tags and common chat-marker shapes are removed, ignoring case and inner spaces.
+4. our delimiter tags and common chat-marker shapes are removed, ignoring case and inner spaces;
+5. references to the words the model answers with (a listwise prompt's labels, pointwise Yes/No) are
+   removed where data could use them to name an answer: bracketed (`[C]`, `(C)`) or after a cue word
+   (`choose C`, `Answer: Yes`). Escaping cannot stop these: a small model follows a title that says
+   "the best candidate is [C]" whatever quotes surround it. Plain words stay (`Yes Man`, `Plan B`).
 
 Finally whitespace is collapsed to single spaces and the text is cut to a length limit.
 `literal` then renders the result as a JSON string: quotes and backslashes are escaped, so a value can
@@ -35,6 +39,22 @@ _MARKUP = re.compile(
     re.IGNORECASE,
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Words that, followed by an answer word, tell the model what to answer ("choose C", "answer: Yes").
+_CUES = r"(?i:answer|candidate|option|label|choice|choose|pick|select|item|rank|output|reply|respond)"
+
+
+def _answer_references(words: Iterable[str]) -> re.Pattern[str] | None:
+    """A pattern for answer words named as answers: bracketed, or after a cue word (with an optional
+    verb, colon or quote between). Single letters match in their own case only (`is a` is English)."""
+    unique = sorted({word.strip() for word in words if word.strip()}, key=len, reverse=True)
+    if not unique:
+        return None
+    word = "|".join(re.escape(w) if len(w) == 1 else f"(?i:{re.escape(w)})" for w in unique)
+    bounded = rf"(?<!\w)(?:{word})(?!\w)"
+    return re.compile(
+        rf"[\[(<{{]\s*(?:{word})\s*[\])>}}]"
+        rf"|\b{_CUES}\w*\s*(?:(?i:is|will be|=|:|-|#)\s*)?[\"'“‘]?{bounded}"
+    )
 
 
 class TextSanitizer:
@@ -42,11 +62,14 @@ class TextSanitizer:
 
     Args:
         special_tokens: strings the tokenizer maps to special or added tokens; each is removed from data.
+        answer_words: the words the model answers with in this prompt (labels, Yes/No); references to them
+            are removed from data.
     """
 
-    def __init__(self, special_tokens: Iterable[str] = ()):
+    def __init__(self, special_tokens: Iterable[str] = (), answer_words: Iterable[str] = ()):
         tokens = sorted({token for token in special_tokens if token and token.strip()}, key=len, reverse=True)
         self._special = re.compile("|".join(re.escape(token) for token in tokens)) if tokens else None
+        self._answers = _answer_references(answer_words)
 
     def clean(self, text: str, max_chars: int, redact: bool = False) -> str:
         """One inert line: normalised, without format/control characters, special tokens or delimiters;
@@ -62,6 +85,8 @@ class TextSanitizer:
             if self._special is not None:
                 text = self._special.sub("", text)
             text = _MARKUP.sub("", text)
+            if self._answers is not None:
+                text = self._answers.sub("", text)
         text = " ".join(text.split())
         return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
 

@@ -42,8 +42,10 @@ def _pass_points(ranked: RankedList, ids: Sequence[str]) -> np.ndarray:
             return np.zeros(len(ids))
         low, high = values[finite].min(), values[finite].max()
         points = np.zeros(len(ids))  # a non-finite score (a back-filled candidate) earns nothing
-        # Halved first, so that even scores near the float limits cannot overflow the difference.
-        points[finite] = (values[finite] / 2 - low / 2) / (high / 2 - low / 2) if high > low else 0.5
+        # Halved first, so that even scores near the float limits cannot overflow the difference; a span
+        # that halving rounds to zero (subnormal scores) counts as no spread.
+        span = high / 2 - low / 2
+        points[finite] = (values[finite] / 2 - low / 2) / span if span > 0 else 0.5
         return points
     return np.array([len(ids) - position[item_id] for item_id in ids], dtype=float)
 
