@@ -59,7 +59,7 @@ class LLMOptions(StrictModel):
     timeout: float | None = Field(
         default=None,
         gt=0,
-        description="Deadline in seconds of each backend call (transformers and openai backends); a later "
+        description="Deadline in seconds of each backend call (every backend); a later "
         "answer is a backend error (exit 4), or the fallback's ranking.",
     )
     fallback: Literal["retriever"] | None = Field(

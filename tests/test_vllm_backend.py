@@ -100,6 +100,22 @@ def test_generate_returns_one_completion_per_prompt_in_order(engine: VLLMBackend
     assert [g.text for g in again] == [g.text for g in first], "greedy decoding must repeat exactly"
 
 
+def test_a_call_past_its_deadline_is_aborted_and_the_engine_serves_on(engine: VLLMBackend) -> None:
+    prompts = [
+        engine.format_chat([ChatMessage(role="user", content=f"Count slowly from 1 to 100, run {run}.")])
+        for run in range(8)
+    ]
+    engine.timeout_s = 0.05
+    try:
+        with pytest.raises(BackendError, match="deadline of 0.05 s"):
+            engine.generate(prompts, GenerationConfig(max_new_tokens=96, seed=0))
+    finally:
+        engine.timeout_s = None
+    assert engine._llm.llm_engine.get_num_unfinished_requests() == 0  # aborted, not left running
+    answers = engine.generate(prompts[:2], GenerationConfig(max_new_tokens=4, seed=0))
+    assert len(answers) == 2 and all(1 <= answer.completion_tokens <= 4 for answer in answers)
+
+
 def test_json_schema_output_only_names_candidates(engine: VLLMBackend) -> None:
     structured = StructuredOutput(json_schema=candidate_array_schema(CANDIDATE_IDS))
     [generation] = engine.generate(

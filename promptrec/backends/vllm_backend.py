@@ -10,6 +10,7 @@ cache is on by default, so callers should keep the text shared across prompts fi
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +80,9 @@ class VLLMBackend(Backend):
 
     `model` must be a local Hugging Face folder (vLLM no longer reads GGUF). When `adapter` is
     given, LoRA is enabled and the adapter is applied to every request. `dtype="auto"` means float32 on
-    CPU (like the transformers backend) and the checkpoint's dtype on a GPU.
+    CPU (like the transformers backend) and the checkpoint's dtype on a GPU. `timeout_s` is the deadline
+    of one call: the engine is stepped here, and at the deadline the call's unfinished requests are
+    aborted (the engine stays usable) and BackendError is raised.
     """
 
     name = "vllm"
@@ -99,7 +102,11 @@ class VLLMBackend(Backend):
         enable_lora: bool = False,
         max_lora_rank: int = 16,
         adapter: str | Path | None = None,
+        timeout_s: float | None = None,
     ) -> None:
+        if timeout_s is not None and not timeout_s > 0:
+            raise BackendError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        self.timeout_s = timeout_s
         if quantization is not None and quantization not in SUPPORTED_QUANTIZATIONS:
             raise BackendError(
                 f"quantization {quantization!r} is not built into vLLM; use one of "
@@ -217,8 +224,32 @@ class VLLMBackend(Backend):
         if not token_prompts:
             return []
         try:
-            return self._llm.generate(token_prompts, params, use_tqdm=False, lora_request=self._lora)
+            request_ids = self._llm.enqueue(token_prompts, params, lora_request=self._lora, use_tqdm=False)
+            return self._step_until_done(request_ids)
+        except BackendError:
+            raise
         except Exception as exc:  # validation (bad schema/regex) or a dead engine: both end this call
             raise BackendError(
                 f"vLLM failed on a batch of {len(prompts)} prompts: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _step_until_done(self, request_ids: list[str]) -> list[RequestOutput]:
+        """Step the engine until `request_ids` finish (in their order), or abort them at the deadline."""
+        assert self._llm is not None
+        engine = self._llm.llm_engine
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        finished: dict[str, RequestOutput] = {}
+        while len(finished) < len(request_ids) and engine.has_unfinished_requests():
+            if deadline is not None and time.monotonic() > deadline:
+                engine.abort_request([rid for rid in request_ids if rid not in finished])
+                raise BackendError(
+                    f"the vllm backend passed its deadline of {self.timeout_s:g} s with {len(finished)} of "
+                    f"{len(request_ids)} prompts answered; raise timeout_s (--timeout) or send fewer prompts"
+                )
+            for output in engine.step():
+                if output.finished:
+                    finished[output.request_id] = output
+        missing = [rid for rid in request_ids if rid not in finished]
+        if missing:
+            raise BackendError(f"the vLLM engine stopped with {len(missing)} prompts unanswered")
+        return [finished[rid] for rid in request_ids]
