@@ -146,3 +146,24 @@ def test_bundled_label_logprobs_are_finite_and_prefix_reuse_matches(smollm) -> N
     assert len(reused) == len(prompts) and all(len(row) == len(labels) for row in reused)
     assert all(math.isfinite(value) and value <= 0 for row in reused for value in row)
     np.testing.assert_allclose(reused, plain, atol=1e-3)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("quantization", "layer"), [("8bit", "Linear8bitLt"), ("4bit", "Linear4bit")])
+def test_bundled_model_runs_quantised_on_cpu_for_real(
+    smollm, bundled_model_dir: Path, quantization, layer
+) -> None:
+    from promptrec.backends.transformers_backend import TransformersBackend
+
+    quantised = TransformersBackend(bundled_model_dir, quantization=quantization)
+    try:
+        prompt = [smollm.format_chat([ChatMessage(role="user", content="Is Zelda a video game? Yes or No?")])]
+        exact = smollm.next_token_logprobs(prompt, ["Yes", "No"])[0]
+        approximate = quantised.next_token_logprobs(prompt, ["Yes", "No"])[0]
+        assert any(type(module).__name__ == layer for module in quantised.model.modules())
+        assert quantised.model.get_memory_footprint() < 0.5 * smollm.model.get_memory_footprint()
+        assert all(math.isfinite(value) and value <= 0 for value in approximate)
+        # Quantisation moves the log-probabilities, but the quantised model is still the same model.
+        assert max(abs(a - b) for a, b in zip(exact, approximate, strict=True)) < 1.5
+    finally:
+        quantised.close()
