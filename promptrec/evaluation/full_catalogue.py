@@ -64,6 +64,7 @@ def load_catalogue_task(config: RunConfig) -> RankingTask:
         limit=config.limit,
         n_negatives=config.n_negatives,
         seed=config.seed,
+        held_out=config.held_out,
         history_items=config.history_items,
     )
     description = (
