@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from promptrec.training.command import run_finetune
 from promptrec.training.examples import Objective, build_examples, leave_one_out_prefixes, shuffled
 from promptrec.training.sources import load_training_source
 from promptrec.training.trainer import LoraTrainer, TrainConfig
+from tests.test_training_examples import write_tallrec
 
 BUDGET = PromptBudget(max_history_items=2)
 
@@ -107,11 +109,11 @@ def test_resume_continues_from_the_checkpoint_instead_of_restarting(
         return LoraTrainer(backend, config, BUDGET)
 
     examples = movielens_examples(TransformersBackend(tiny_llama_dir).formatter, 8)
-    straight = trainer(4).fit(examples, [], tmp_path / "straight")
+    straight = trainer(4).fit(examples, None, tmp_path / "straight")
 
-    first = trainer(2).fit(examples, [], tmp_path / "resumed")
+    first = trainer(2).fit(examples, None, tmp_path / "resumed")
     assert first.step == 2
-    resumed = trainer(4).fit(examples, [], tmp_path / "resumed")
+    resumed = trainer(4).fit(examples, None, tmp_path / "resumed")
     assert resumed.step == 4 and len(resumed.losses) == 4
     assert [step for step, _ in resumed.losses] == [1, 2, 3, 4]
     torch.testing.assert_close(
@@ -119,7 +121,7 @@ def test_resume_continues_from_the_checkpoint_instead_of_restarting(
         torch.tensor([loss for _, loss in straight.losses]),
     )
     with pytest.raises(RequestError, match="other options"):
-        trainer(6, lr=1e-3).fit(examples, [], tmp_path / "resumed")
+        trainer(6, lr=1e-3).fit(examples, None, tmp_path / "resumed")
     assert (tmp_path / "resumed" / CARD_FILENAME).exists() is False  # cards come from `promptrec finetune`
 
 
@@ -140,3 +142,22 @@ def test_trained_adapter_scores_the_same_in_vllm(bundled_model_dir: Path, traine
         engine.close()
     for row, reference in zip(got, expected, strict=True):
         assert max(abs(a - b) for a, b in zip(row, reference, strict=True)) < 0.01
+
+
+def test_finetune_trains_on_tallrec_rows_and_validates_by_auc(
+    tiny_llama_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [(f"Liked film {i} (1995)", f"Target film {i} (2001)", i % 2 == 0) for i in range(10)]
+    (tmp_path / "movie").mkdir()
+    dataset = write_tallrec(tmp_path / "movie" / "valid.json", rows)
+    config = TrainConfig(batch_size=4, max_steps=1)
+    state = run_finetune(
+        dataset, tmp_path / "out", model=str(tiny_llama_dir), samples=4, validation_users=4, config=config
+    )
+    assert state.step == 1 and [step for step, _ in state.validations] == [0, 1]
+    assert all(0.0 <= auc <= 1.0 for _, auc in state.validations)
+    log = capsys.readouterr().err
+    assert re.search(
+        r"4 examples \(\d answered yes\) from movie/valid.json TALLRec rows; 4 validation rows", log
+    )
+    assert "step 1: validation" in log and "AUC of log P(yes) - log P(no), 4 held-out TALLRec rows" in log

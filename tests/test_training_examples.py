@@ -11,7 +11,7 @@ from scipy.stats import chisquare
 
 from promptrec.data.splits import held_out_users
 from promptrec.demo import DEMO_DATASET, DEMO_USER
-from promptrec.errors import DataError
+from promptrec.errors import DataError, RequestError
 from promptrec.models import Interaction, RankMode, RankRequest, UserContext
 from promptrec.prompting.builder import PromptBudget, build_prompts
 from promptrec.prompting.formatter import PromptFormatter
@@ -22,8 +22,10 @@ from promptrec.training.examples import (
     build_examples,
     check_no_evaluation_leak,
     leave_one_out_prefixes,
+    question_examples,
 )
-from promptrec.training.sources import load_training_source
+from promptrec.training.sources import load_question_source, load_training_source
+from tests.test_data_loaders import tallrec_row
 
 BUDGET = PromptBudget(max_history_items=5)
 
@@ -193,3 +195,37 @@ def _request_for(prefix: Prefix, candidate_ids: list[str], source) -> RankReques
         history_items=[source.catalog[i] for i in dict.fromkeys(prefix.history)],
         mode=RankMode.POINTWISE,
     )
+
+
+def write_tallrec(path: Path, rows: list[tuple[str, str, bool]]) -> Path:
+    """TALLRec rows (liked title, target title, label), each with one disliked film."""
+    lines = [
+        tallrec_row(f'"{liked}"', '"Dull film (1990)"', f'"{target}"', "Yes." if label else "No.")
+        for liked, target, label in rows
+    ]
+    path.write_text(json.dumps(lines), encoding="utf-8")
+    return path
+
+
+def test_tallrec_rows_train_as_served_questions_with_their_own_answers(
+    formatter: PromptFormatter, tmp_path: Path
+) -> None:
+    rows = [(f"Liked film {i} (1995)", f"Target film {i} (2001)", i % 3 == 0) for i in range(12)]
+    pool = load_question_source(write_tallrec(tmp_path / "valid.json", rows), validation_rows=4)
+    assert len(pool.training) == 8 and len(pool.validation) == 4
+    assert {case.case_id for case in pool.training}.isdisjoint(case.case_id for case in pool.validation)
+    template = TemplateLibrary().get(None, RankMode.POINTWISE)
+    examples = question_examples(pool.training, template, formatter, BUDGET)
+    for case, example in zip(pool.training, examples, strict=True):
+        assert example.prompt == build_prompts(case.to_request(), template, formatter, BUDGET).texts[0]
+        assert example.labels[example.target] == ("Yes" if case.label else "No")
+        assert case.target_title in example.prompt
+
+
+def test_tallrec_test_questions_never_train(tmp_path: Path) -> None:
+    test = write_tallrec(tmp_path / "test.json", [("Alien (1979)", "Heat (1995)", True)])
+    with pytest.raises(RequestError, match="evaluation set"):
+        load_question_source(test)
+    leaking = [("Up (2009)", "Big (1988)", False), ("Alien (1979)", "Heat (1995)", False)]
+    with pytest.raises(DataError, match="1 rows repeat a question of test.json"):
+        load_question_source(write_tallrec(tmp_path / "valid.json", leaking))

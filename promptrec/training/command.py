@@ -6,23 +6,29 @@ import hashlib
 import json
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from promptrec.adapters.card import AdapterCard, base_model_sha256
+from promptrec.errors import RequestError
 from promptrec.training.examples import (
     Objective,
     TrainingExample,
     build_examples,
     check_no_evaluation_leak,
     leave_one_out_prefixes,
+    question_examples,
     shuffled,
 )
 
 if TYPE_CHECKING:  # torch loads only when a command trains: `promptrec --help` stays fast
-    from promptrec.training.trainer import TrainConfig, TrainState
+    from promptrec.prompting.builder import PromptBudget
+    from promptrec.prompting.formatter import PromptFormatter
+    from promptrec.prompting.templates import PromptTemplate
+    from promptrec.training.trainer import TrainConfig, TrainState, Validation
 
 
 def examples_sha256(examples: list[TrainingExample]) -> str:
@@ -38,6 +44,103 @@ def _name_base_model(folder: Path, name: str) -> None:
     config = json.loads(path.read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = name
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """What a training source yields: the examples, the validation, and what the adapter card says of them."""
+
+    examples: list[TrainingExample]
+    validation: Validation | None
+    card: dict[str, Any]
+    summary: str  # one line for the log
+
+
+def _log_data(
+    dataset: Path,
+    interactions: Path | None,
+    template: PromptTemplate,
+    formatter: PromptFormatter,
+    budget: PromptBudget,
+    *,
+    samples: int | None,
+    prefixes_per_user: int,
+    n_candidates: int,
+    validation_users: int,
+    config: TrainConfig,
+) -> PreparedData:
+    """Examples from leave-one-out prefixes of an interaction log; evaluation users and targets excluded."""
+    from promptrec.training.sources import load_training_source
+    from promptrec.training.trainer import RankingValidation
+
+    objective = config.objective
+    source = load_training_source(dataset, interactions, validation_users=validation_users, seed=config.seed)
+    prefixes = shuffled(leave_one_out_prefixes(source.sequences, per_user=prefixes_per_user), config.seed)
+    per_prefix = 2 if objective is Objective.POINTWISE else 1
+    if samples is not None:
+        prefixes = prefixes[: -(-samples // per_prefix)]
+    examples = build_examples(
+        prefixes,
+        source.sequences,
+        source.catalog,
+        template,
+        formatter,
+        budget,
+        objective=objective,
+        n_candidates=n_candidates,
+        seed=config.seed,
+        withheld=frozenset(case.target_id for case in [*source.evaluation, *source.validation]),
+    )[:samples]
+    check_no_evaluation_leak(examples, [*source.evaluation, *source.validation])
+    validation = RankingValidation(source.validation, objective) if source.validation else None
+    users = len({example.user_id for example in examples})
+    return PreparedData(
+        examples,
+        validation,
+        {
+            "source": source.description,
+            "files_sha256": source.data_sha256,
+            "training_users": users,
+            "prefixes_per_user": prefixes_per_user,
+            "validation_users": len(source.validation),
+            "evaluation_users_excluded": len(source.evaluation),
+        },
+        f"{len(examples)} examples from {users} users ({source.description}); {len(source.validation)} "
+        f"validation users; {len(source.evaluation)} evaluation users excluded",
+    )
+
+
+def _question_data(
+    dataset: Path,
+    template: PromptTemplate,
+    formatter: PromptFormatter,
+    budget: PromptBudget,
+    *,
+    samples: int | None,
+    validation_rows: int,
+    config: TrainConfig,
+) -> PreparedData:
+    """Examples from labelled yes/no rows (TALLRec's few-shot pool); its test.json never trains."""
+    from promptrec.training.sources import load_question_source
+    from promptrec.training.trainer import PointwiseValidation
+
+    if config.objective is not Objective.POINTWISE:
+        raise RequestError(f"--dataset {dataset}: yes/no rows train the pointwise objective only")
+    source = load_question_source(dataset, validation_rows=validation_rows, seed=config.seed)
+    examples = question_examples(source.training[:samples], template, formatter, budget)
+    positives = sum(example.target == 0 for example in examples)
+    return PreparedData(
+        examples,
+        PointwiseValidation(source.validation) if source.validation else None,
+        {
+            "source": source.description,
+            "files_sha256": source.data_sha256,
+            "positives": positives,
+            "validation_rows": len(source.validation),
+        },
+        f"{len(examples)} examples ({positives} answered yes) from {source.description}; "
+        f"{len(source.validation)} validation rows",
+    )
 
 
 def run_finetune(
@@ -61,14 +164,13 @@ def run_finetune(
     from promptrec.backends.loader import resolve_model
     from promptrec.backends.transformers_backend import TransformersBackend
     from promptrec.bundled import BUNDLED_MODEL_NAME
+    from promptrec.evaluation.protocols import Protocol, detect_protocol
     from promptrec.prompting.builder import PromptBudget
     from promptrec.prompting.templates import TemplateLibrary
-    from promptrec.training.sources import load_training_source
     from promptrec.training.trainer import LoraTrainer, TrainConfig, peak_memory_mib
 
     config = config or TrainConfig()
     objective = config.objective
-    source = load_training_source(dataset, interactions, validation_users=validation_users, seed=config.seed)
     model_dir = resolve_model(model)
     cuda = torch.cuda.is_available()
     config = config.model_copy(update={"quantize_4bit": cuda})
@@ -77,29 +179,30 @@ def run_finetune(
     )
     chosen = TemplateLibrary().get(template, objective.mode)
     budget = PromptBudget(max_history_items=max_history)
-    prefixes = shuffled(leave_one_out_prefixes(source.sequences, per_user=prefixes_per_user), config.seed)
-    per_prefix = 2 if objective is Objective.POINTWISE else 1
-    if samples is not None:
-        prefixes = prefixes[: -(-samples // per_prefix)]
-    examples = build_examples(
-        prefixes,
-        source.sequences,
-        source.catalog,
-        chosen,
-        backend.formatter,
-        budget,
-        objective=objective,
-        n_candidates=n_candidates,
-        seed=config.seed,
-        withheld=frozenset(case.target_id for case in [*source.evaluation, *source.validation]),
-    )[:samples]
-    check_no_evaluation_leak(examples, [*source.evaluation, *source.validation])
-    print(
-        f"{len(examples)} examples from {len({e.user_id for e in examples})} users ({source.description}); "
-        f"{len(source.validation)} validation users; {len(source.evaluation)} evaluation users excluded",
-        file=sys.stderr,
-        flush=True,
-    )
+    if detect_protocol(dataset) is Protocol.TALLREC:
+        data = _question_data(
+            dataset,
+            chosen,
+            backend.formatter,
+            budget,
+            samples=samples,
+            validation_rows=validation_users,
+            config=config,
+        )
+    else:
+        data = _log_data(
+            dataset,
+            interactions,
+            chosen,
+            backend.formatter,
+            budget,
+            samples=samples,
+            prefixes_per_user=prefixes_per_user,
+            n_candidates=n_candidates,
+            validation_users=validation_users,
+            config=config,
+        )
+    print(data.summary, file=sys.stderr, flush=True)
     trainer = LoraTrainer(backend, config, budget)
 
     def write_card(folder: Path, state: TrainState) -> None:
@@ -113,15 +216,10 @@ def run_finetune(
             objective=objective.value,
             mode=objective.mode.value,
             data={
-                "source": source.description,
-                "files_sha256": source.data_sha256,
-                "training_users": len({e.user_id for e in examples}),
-                "examples": len(examples),
-                "examples_sha256": examples_sha256(examples),
-                "prefixes_per_user": prefixes_per_user,
+                **data.card,
+                "examples": len(data.examples),
+                "examples_sha256": examples_sha256(data.examples),
                 "max_history": max_history,
-                "validation_users": len(source.validation),
-                "evaluation_users_excluded": len(source.evaluation),
             },
             command=command,
             training={
@@ -135,14 +233,14 @@ def run_finetune(
                 "peak_rss_mib": round(peak_memory_mib(), 1),
             },
             metrics={
-                "validation_metric": "NDCG@10, 20 candidates (1 target + 19 random negatives)",
+                "validation_metric": data.validation.description if data.validation else None,
                 "validation_base_model": zero_shot,
                 "validation_best": state.best_metric if state.validations else None,
                 "best_step": state.best_step,
             },
         ).write(folder)
 
-    state = trainer.fit(examples, source.validation, out, on_best=write_card)
+    state = trainer.fit(data.examples, data.validation, out, on_best=write_card)
     if (out / "adapter_model.safetensors").is_file():
         write_card(out, state)  # final figures (time, tokens/s, memory) beside the best adapter's weights
     return state
@@ -150,7 +248,11 @@ def run_finetune(
 
 def finetune_command(
     dataset: Annotated[
-        Path, typer.Option(help="Evaluation set (.jsonl, with --interactions) or a log to split.")
+        Path,
+        typer.Option(
+            help="Evaluation set (.jsonl, with --interactions), a log to split, or TALLRec yes/no rows "
+            "(valid.json)."
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Adapter folder; re-run the same command to resume.")],
     interactions: Annotated[
@@ -178,7 +280,7 @@ def finetune_command(
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     max_history: Annotated[int, typer.Option(min=0, help="Newest history items per prompt.")] = 10,
     validation_users: Annotated[
-        int, typer.Option(min=0, help="Training users set aside for validation.")
+        int, typer.Option(min=0, help="Training users (or yes/no rows) set aside for validation.")
     ] = 40,
     validate_every: Annotated[int, typer.Option(min=1, help="Steps between validations.")] = 50,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 25,
@@ -230,7 +332,7 @@ def finetune_command(
         "steps": state.step,
         "stopped": state.stopped,
         "best_step": state.best_step,
-        "best_validation_ndcg10": state.best_metric if state.validations else None,
+        "best_validation": state.best_metric if state.validations else None,
         "train_seconds": round(state.seconds, 1),
     }
     typer.echo(summary)

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from promptrec.data.catalog import Catalog
 from promptrec.data.splits import sample_negatives, user_rng
+from promptrec.data.tallrec import PointwiseCase
 from promptrec.errors import DataError
 from promptrec.models import Interaction, RankingCase, RankMode, RankRequest, UserContext
 from promptrec.prompting.builder import PromptBudget, build_prompts
@@ -145,6 +146,27 @@ def _examples_of(
             target=labels.index(gold_answer(contract, best_first=[positive_label])),
             candidate_ids=tuple(candidate_ids),
         )
+    ]
+
+
+def question_examples(
+    cases: Iterable[PointwiseCase], template: PromptTemplate, formatter: PromptFormatter, budget: PromptBudget
+) -> list[TrainingExample]:
+    """Labelled yes/no questions (TALLRec rows), each rendered as `promptrec eval` serves it, its own label
+    the answer."""
+    contract = template.contract
+    if contract.mode is not RankMode.POINTWISE:
+        raise DataError(f"template {template.name!r} is not a pointwise template; yes/no rows need one")
+    answers = (contract.yes_label, contract.no_label)
+    return [
+        TrainingExample(
+            user_id=f"row {case.case_id}",
+            prompt=build_prompts(case.to_request(), template, formatter, budget).texts[0],
+            labels=answers,
+            target=answers.index(gold_answer(contract, liked=case.label)),
+            candidate_ids=(case.target_title,),
+        )
+        for case in cases
     ]
 
 

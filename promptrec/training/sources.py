@@ -1,12 +1,16 @@
 """Where training sequences come from, with the evaluation users kept out.
 
-Two shapes, mirroring `promptrec eval`:
+Three shapes, mirroring `promptrec eval`:
   --dataset SET.jsonl --interactions LOG.valid.inter  -- the set's users are the evaluation users; every
       other user of the LLMRank log trains (their sequence is history + validation item, no test target);
   --dataset LOG (MovieLens folder, RecBole atomic .inter) -- a deterministic held-out user split
       (data.splits.held_out_users) are the evaluation users; the others train on their leave-one-out
       train histories (their own last item is not used either).
-A few training users are set aside as a validation split for early stopping, scored like evaluation cases.
+  --dataset tallrec/movie/valid.json  -- TALLRec's labelled yes/no rows (the pool few-shot samples are
+      drawn from); the test.json beside it is the evaluation set, so it may not train, and a training row
+      that repeats a test question is refused.
+A few training users (or rows) are set aside as a validation split for early stopping, scored like
+evaluation cases.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from promptrec.data.catalog import Catalog
 from promptrec.data.dataset import load_dataset
 from promptrec.data.splits import build_case, held_out_users, user_rng
+from promptrec.data.tallrec import PointwiseCase, load_tallrec
 from promptrec.errors import DataError, RequestError
 from promptrec.evaluation.protocols import fingerprint, interaction_histories
 from promptrec.models import Interaction, RankingCase
@@ -80,3 +85,40 @@ def _validation_cases(
         )
         for user in chosen
     ]
+
+
+@dataclass(frozen=True)
+class QuestionSource:
+    description: str
+    training: list[PointwiseCase]  # in a seeded order: `--samples N` takes the first N
+    validation: list[PointwiseCase]
+    data_sha256: dict[str, str]
+
+
+def load_question_source(dataset: Path, *, validation_rows: int = 40, seed: int = 0) -> QuestionSource:
+    """TALLRec rows in a seeded order, the first `validation_rows` set aside for validation."""
+    test = dataset.parent / "test.json"
+    if dataset.resolve() == test.resolve():
+        raise RequestError(
+            f"--dataset {dataset}: TALLRec's test.json is the evaluation set; train on valid.json beside it"
+        )
+    rows = load_tallrec(dataset)
+    if test.is_file():
+        questions = {_question(case) for case in load_tallrec(test)}
+        repeated = [case.case_id for case in rows if _question(case) in questions]
+        if repeated:
+            raise DataError(
+                f"{len(repeated)} rows repeat a question of {test.name} (rows {repeated[:5]}); drop them",
+                path=str(dataset),
+            )
+    order = sorted(rows, key=lambda case: user_rng(seed, f"row:{case.case_id}").random())
+    return QuestionSource(
+        f"{dataset.parent.name}/{dataset.name} TALLRec rows",
+        training=order[validation_rows:],
+        validation=order[:validation_rows],
+        data_sha256={dataset.name: fingerprint(dataset)},
+    )
+
+
+def _question(case: PointwiseCase) -> tuple:
+    return (tuple(case.liked_titles), tuple(case.disliked_titles), case.target_title)

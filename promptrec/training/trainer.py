@@ -22,14 +22,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptrec.data.tallrec import PointwiseCase
 from promptrec.errors import RequestError
-from promptrec.evaluation.metrics import ndcg_at_k
+from promptrec.evaluation.metrics import auc, ndcg_at_k
 from promptrec.models import RankingCase
 from promptrec.prompting.builder import PromptBudget
 from promptrec.training.examples import Objective, TrainingExample, shuffled
@@ -130,12 +131,44 @@ def _label_ids(tokenizer: Any, labels: tuple[str, ...]) -> list[int]:
     return _LABEL_CACHE[key]
 
 
-def validation_metric(recommender: Any, cases: Sequence[RankingCase], objective: Objective) -> float:
-    """Mean NDCG@10 of the held-out validation cases, ranked through the served path."""
-    ranked = recommender.rank_many([case.to_request(mode=objective.mode) for case in cases])
-    return float(
-        np.mean([ndcg_at_k(r.item_ids, case.target_id, 10) for r, case in zip(ranked, cases, strict=True)])
-    )
+class Validation(Protocol):
+    """Held-out cases scored through the served path during training; higher is better."""
+
+    description: str  # the metric and the cases, for the log and the adapter card
+
+    def score(self, recommender: Any) -> float: ...
+
+
+@dataclass(frozen=True)
+class RankingValidation:
+    """Mean NDCG@10 of ranking cases (leave-one-out users, 20 candidates)."""
+
+    cases: Sequence[RankingCase]
+    objective: Objective
+
+    @property
+    def description(self) -> str:
+        return f"NDCG@10, 20 candidates (1 target + 19 random negatives), {len(self.cases)} validation users"
+
+    def score(self, recommender: Any) -> float:
+        ranked = recommender.rank_many([case.to_request(mode=self.objective.mode) for case in self.cases])
+        pairs = zip(ranked, self.cases, strict=True)
+        return float(np.mean([ndcg_at_k(result.item_ids, case.target_id, 10) for result, case in pairs]))
+
+
+@dataclass(frozen=True)
+class PointwiseValidation:
+    """AUC of yes/no questions (TALLRec rows): score = log P(yes) - log P(no)."""
+
+    cases: Sequence[PointwiseCase]
+
+    @property
+    def description(self) -> str:
+        return f"AUC of log P(yes) - log P(no), {len(self.cases)} held-out TALLRec rows"
+
+    def score(self, recommender: Any) -> float:
+        ranked = recommender.rank_many([case.to_request() for case in self.cases])
+        return auc([case.label for case in self.cases], [result.scores[0] for result in ranked])
 
 
 class LoraTrainer:
@@ -177,7 +210,7 @@ class LoraTrainer:
     def fit(
         self,
         examples: Sequence[TrainingExample],
-        validation: Sequence[RankingCase],
+        validation: Validation | None,
         out: Path,
         on_best: Callable[[Path, TrainState], None] | None = None,
     ) -> TrainState:
@@ -195,7 +228,7 @@ class LoraTrainer:
         total = steps_per_epoch(len(examples), config.batch_size) * config.epochs
         if config.max_steps is not None:
             total = min(total, config.max_steps)
-        if validation and not state.validations:
+        if validation is not None and not state.validations:
             self._validate(validation, state, out, on_best)  # step 0: the base model's score
         bar = tqdm(total=total, initial=state.step, desc="finetune", file=sys.stderr, dynamic_ncols=True)
         device = next(self.model.parameters()).device
@@ -217,34 +250,34 @@ class LoraTrainer:
             state.losses.append((state.step, loss.item()))
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{state.tokens / state.seconds:.0f}")
-            if validation and state.step % config.validate_every == 0:
+            if validation is not None and state.step % config.validate_every == 0:
                 self._validate(validation, state, out, on_best)
                 started = time.perf_counter() - state.seconds  # validation time is not training time
             if state.step % config.checkpoint_every == 0:
                 self._checkpoint(out, state)
         bar.close()
-        if validation and state.validations[-1][0] != state.step:
+        if validation is not None and state.validations[-1][0] != state.step:
             self._validate(validation, state, out, on_best)  # the last step's score
-        if not validation:
+        if validation is None:
             state.best_step = state.step
             self._save_best(out, state, on_best)
         state.stopped = state.stopped or "completed"
         self._checkpoint(out, state)
-        plot_curves(state, out / "curves.png")
+        plot_curves(state, out / "curves.png", validation.description if validation else "")
         return state
 
     # --- internals ------------------------------------------------------------------------------------
     def _validate(
         self,
-        validation: Sequence[RankingCase],
+        validation: Validation,
         state: TrainState,
         out: Path,
         on_best: Callable[[Path, TrainState], None] | None,
     ) -> None:
         self.model.eval()
-        metric = validation_metric(self.recommender, validation, self.config.objective)
+        metric = validation.score(self.recommender)
         state.validations.append((state.step, metric))
-        print(f"step {state.step}: validation NDCG@10 {metric:.4f}", file=sys.stderr, flush=True)
+        print(f"step {state.step}: validation {metric:.4f} ({validation.description})", file=sys.stderr)
         if metric > state.best_metric:
             state.best_metric, state.best_step, state.stale = metric, state.step, 0
             if state.step > 0:
@@ -346,7 +379,7 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def plot_curves(state: TrainState, path: Path) -> None:
+def plot_curves(state: TrainState, path: Path, validation: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -369,7 +402,8 @@ def plot_curves(state: TrainState, path: Path) -> None:
                 state.best_step, linestyle="--", color="grey", label=f"best (step {state.best_step})"
             )
             right.legend()
-    right.set(title="validation NDCG@10 (held-out users, 20 candidates)", xlabel="step")
+    right.set(title="validation", xlabel="step")
+    right.set_ylabel(validation, fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
