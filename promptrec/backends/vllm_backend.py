@@ -234,22 +234,31 @@ class VLLMBackend(Backend):
             ) from exc
 
     def _step_until_done(self, request_ids: list[str]) -> list[RequestOutput]:
-        """Step the engine until `request_ids` finish (in their order), or abort them at the deadline."""
+        """Step the engine until `request_ids` finish (in their order), or abort them at the deadline.
+
+        `enqueue` returns the engine's internal ids (`<external>-<random suffix>`); outputs carry the
+        external id, and `abort_request` takes the internal ones.
+        """
         assert self._llm is not None
         engine = self._llm.llm_engine
+        external = [request_id.rsplit("-", 1)[0] for request_id in request_ids]
+        wanted = set(external)
         deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
         finished: dict[str, RequestOutput] = {}
         while len(finished) < len(request_ids) and engine.has_unfinished_requests():
             if deadline is not None and time.monotonic() > deadline:
-                engine.abort_request([rid for rid in request_ids if rid not in finished])
+                unfinished = [
+                    rid for rid, ext in zip(request_ids, external, strict=True) if ext not in finished
+                ]
+                engine.abort_request(unfinished, internal=True)
                 raise BackendError(
                     f"the vllm backend passed its deadline of {self.timeout_s:g} s with {len(finished)} of "
                     f"{len(request_ids)} prompts answered; raise timeout_s (--timeout) or send fewer prompts"
                 )
             for output in engine.step():
-                if output.finished:
+                if output.finished and output.request_id in wanted:
                     finished[output.request_id] = output
-        missing = [rid for rid in request_ids if rid not in finished]
+        missing = wanted - finished.keys()
         if missing:
             raise BackendError(f"the vLLM engine stopped with {len(missing)} prompts unanswered")
-        return [finished[rid] for rid in request_ids]
+        return [finished[request_id] for request_id in external]
