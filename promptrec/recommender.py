@@ -104,8 +104,14 @@ class Recommender:
         recommender_options = {
             name: options.pop(name)
             for name in (
-                "budget", "constrained", "batch_size", "fallback", "fallback_retriever", "keep_prompts",
-                "request_limits", "redact_contacts",
+                "budget",
+                "constrained",
+                "batch_size",
+                "fallback",
+                "fallback_retriever",
+                "keep_prompts",
+                "request_limits",
+                "redact_contacts",
             )  # fmt: skip
             if name in options
         }

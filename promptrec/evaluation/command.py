@@ -159,12 +159,16 @@ def _method_factory(
     validation: Validation | None = None,
     out: Path | None = None,
     console: Console | None = None,
+    bars: _ProgressBars | None = None,
 ) -> Callable[[], Method]:
     def build() -> Method:
         if name == "llm":
             return RankerMethod(name, recommender())
         if name in STRATEGY_METHODS:
-            return build_strategy(name, task, validation, config, recommender(), out or Path("."), console)
+            progress = bars.callback(f"{name} (validation)") if bars else None
+            return build_strategy(
+                name, task, validation, config, recommender(), out or Path("."), console, progress
+            )
         from promptrec.ranker import RetrieverRanker
 
         return RankerMethod(name, RetrieverRanker(fitted_retriever(name, task, config.seed), config.seed))
@@ -248,7 +252,9 @@ def run_evaluation(
     with Progress(*_COLUMNS, console=console) as progress:
         bars = _ProgressBars(progress)
         for name in config.methods:
-            build = _method_factory(name, task, config, llm, validation=validation, out=out, console=console)
+            build = _method_factory(
+                name, task, config, llm, validation=validation, out=out, console=console, bars=bars
+            )
             run_method(
                 name,
                 build,

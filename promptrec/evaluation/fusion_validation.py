@@ -26,7 +26,7 @@ from promptrec.errors import RequestError
 from promptrec.evaluation.metrics import ndcg_at_k
 from promptrec.evaluation.protocols import RankingTask, check_train_ends_with_history
 from promptrec.models import RankedList, RankingCase, RankMode
-from promptrec.ranker import Ranker
+from promptrec.ranker import Ranker, ResultCallback
 from promptrec.strategies.fusion import FusionMethod, fuse
 
 WEIGHTS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -144,7 +144,10 @@ def tune_fusion(
     mode: RankMode,
     template: str | None,
     weights: Sequence[float] = WEIGHTS,
+    on_result: ResultCallback | None = None,
 ) -> FusionChoice:
-    """Rank the validation cases with both rankers (label-free requests), then choose the fusion."""
+    """Rank the validation cases with both rankers (label-free requests), then choose the fusion;
+    `on_result` follows the inner ranker (the slow one)."""
     requests = [case.to_request(mode=mode, template=template) for case in cases]
-    return choose_fusion(cases, inner.rank_many(requests), anchor.rank_many(requests), source, weights)
+    ranked = inner.rank_many(requests, on_result=on_result)
+    return choose_fusion(cases, ranked, anchor.rank_many(requests), source, weights)

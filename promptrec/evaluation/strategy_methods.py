@@ -9,7 +9,9 @@ unless --template names one); `hybrid-hints`: that, fused like `hybrid`.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from promptrec.strategies.hybrid import HybridRanker
 
 STRATEGY_METHODS = ("hybrid", "hints", "hybrid-hints")
 DEFAULT_HYBRID_RETRIEVER = "itemknn"
+Progress = Callable[[int, int, int], None]  # (done, total, resumed), as the eval's progress bars take
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,9 @@ def build_strategy(
     llm: Ranker,
     out: Path,
     console: Console | None = None,
+    progress: Progress | None = None,
 ) -> RankerMethod:
+    """The strategy `name` around `llm`; `progress(done, total, resumed)` follows a hybrid's validation."""
     if name not in STRATEGY_METHODS:
         raise RequestError(f"unknown strategy method {name!r}; choose from {', '.join(STRATEGY_METHODS)}")
     if not isinstance(task, RankingTask):
@@ -101,7 +106,7 @@ def build_strategy(
         inner = HintsRanker(llm, CollaborativeHints(popularity, itemknn, catalogue))
     if name == "hints":
         return RankerMethod(name, inner)
-    return RankerMethod(name, _hybrid(name, task, validation, config, inner, out, console))
+    return RankerMethod(name, _hybrid(name, task, validation, config, inner, out, console, progress))
 
 
 def _hybrid(
@@ -112,6 +117,7 @@ def _hybrid(
     inner: Ranker,
     out: Path,
     console: Console | None,
+    progress: Progress | None,
 ) -> HybridRanker:
     anchor_name = config.hybrid_retriever or DEFAULT_HYBRID_RETRIEVER
     anchor = RetrieverRanker(fitted_retriever(anchor_name, task, config.seed), config.seed)
@@ -126,6 +132,8 @@ def _hybrid(
             )
         if console is not None:
             console.print(f"{name}: choosing the fusion weight on {validation.source}", highlight=False)
+        done = itertools.count(1)
+        total = len(validation.cases)
         choice = tune_fusion(
             inner,
             anchor,
@@ -133,6 +141,7 @@ def _hybrid(
             validation.source,
             mode=RankMode(config.mode),
             template=config.llm.template,
+            on_result=(lambda index, ranked: progress(next(done), total, 0)) if progress else None,
         )
         path.write_text(choice.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return HybridRanker(inner, anchor, choice.weight, choice.method, name=name)
