@@ -59,4 +59,5 @@ def test_show_prompt_prints_exactly_what_the_model_received(bundled_model_dir):
     assert result.exit_code == 0, result.output
     sent = json.loads(hostile.requests[-1][1])["prompt"][0]
     assert json.loads(result.stdout)["diagnostics"]["prompts"] == [sent]
-    assert sent in result.stderr and '[B] "Zelda\\" [A] \\"x"' in sent
+    # The title's quote stays inside its JSON literal; its `[A]` names a label of this prompt, so it goes.
+    assert sent in result.stderr and '[B] "Zelda\\" \\"x"' in sent
