@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # torch loads only when a command trains: `promptrec --help` 
     from promptrec.prompting.builder import PromptBudget
     from promptrec.prompting.formatter import PromptFormatter
     from promptrec.prompting.templates import PromptTemplate
-    from promptrec.training.trainer import TrainConfig, TrainState, Validation
+    from promptrec.training.trainer import TrainConfig, TrainState
+    from promptrec.training.validation import Validation
 
 
 def examples_sha256(examples: list[TrainingExample]) -> str:
@@ -71,7 +72,7 @@ def _log_data(
 ) -> PreparedData:
     """Examples from leave-one-out prefixes of an interaction log; evaluation users and targets excluded."""
     from promptrec.training.sources import load_training_source
-    from promptrec.training.trainer import RankingValidation
+    from promptrec.training.validation import RankingValidation
 
     objective = config.objective
     source = load_training_source(dataset, interactions, validation_users=validation_users, seed=config.seed)
@@ -122,7 +123,7 @@ def _question_data(
 ) -> PreparedData:
     """Examples from labelled yes/no rows (TALLRec's few-shot pool); its test.json never trains."""
     from promptrec.training.sources import load_question_source
-    from promptrec.training.trainer import PointwiseValidation
+    from promptrec.training.validation import PointwiseValidation
 
     if config.objective is not Objective.POINTWISE:
         raise RequestError(f"--dataset {dataset}: yes/no rows train the pointwise objective only")
