@@ -1,5 +1,7 @@
 """promptrec: prompt-driven zero/few-shot LLM recommendation with validated ranked lists."""
 
+import logging
+
 from promptrec.models import (
     Diagnostics,
     Interaction,
@@ -31,3 +33,7 @@ __all__ = [
     "parse_request",
 ]
 __version__ = "0.1.0"
+
+# bitsandbytes (imported by peft whenever an adapter loads) warns on CPUs with AVX512-BF16 that it could not
+# download an optional kernel from the hub; offline that is expected and it uses its own CPU kernels.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
