@@ -21,6 +21,7 @@ from promptrec.evaluation.command import eval_command
 from promptrec.models import RankMode
 from promptrec.options import LLMOptions
 from promptrec.recommend_command import recommend_command
+from promptrec.terminal import print_error
 from promptrec.training.command import finetune_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prompt-driven LLM recommender.")
@@ -40,7 +41,7 @@ def exits_on_error(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except PromptrecError as error:
-            stderr.print(f"[bold red]error[/]: {error}", highlight=False, soft_wrap=True)
+            print_error(stderr, error)
             raise typer.Exit(error.exit_code) from error
 
     return wrapper  # type: ignore[return-value]

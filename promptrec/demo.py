@@ -14,6 +14,7 @@ from rich.table import Table
 from promptrec.data.dataset import load_dataset
 from promptrec.models import RankMode
 from promptrec.ranker import Ranker
+from promptrec.terminal import cells
 
 DEMO_DATASET = Path(__file__).resolve().parent / "datasets" / "ml-latest-small"
 DEMO_USER = "1"
@@ -34,7 +35,9 @@ def run_demo(ranker: Ranker, user: str | None = None, mode: RankMode = RankMode.
     history.add_column("rating", justify="right")
     shown = case.user.history[-HISTORY_SHOWN:]
     for position, event in enumerate(shown, start=len(case.user.history) - len(shown) + 1):
-        history.add_row(str(position), titles[event.item_id], f"{event.rating:g}" if event.rating else "")
+        history.add_row(
+            *cells(str(position), titles[event.item_id], f"{event.rating:g}" if event.rating else "")
+        )
     console.print(history)
 
     with console.status(f"ranking {len(case.candidates)} candidates ({mode.value} mode, {ranker.name})"):
@@ -48,7 +51,9 @@ def run_demo(ranker: Ranker, user: str | None = None, mode: RankMode = RankMode.
     for position, item_id in enumerate(ranked.item_ids, start=1):
         score = f"{ranked.scores[position - 1]:.3f}" if ranked.scores else ""
         marker = " ★" if item_id == case.target_id else ""
-        result.add_row(str(position), titles[item_id] + marker, score, ranked.sources[position - 1].value)
+        result.add_row(
+            *cells(str(position), titles[item_id] + marker, score, ranked.sources[position - 1].value)
+        )
     console.print(result)
     diagnostics = ranked.diagnostics
     console.print(

@@ -14,6 +14,7 @@ from rich.table import Table
 from promptrec.cli_options import with_llm_options
 from promptrec.options import LLMOptions, load_recommender
 from promptrec.scenarios import Scenario
+from promptrec.terminal import cells
 
 if TYPE_CHECKING:
     from promptrec.recommend import Recommendation
@@ -94,7 +95,7 @@ def print_table(result: Recommendation) -> None:
         zip(result.item_ids, result.titles, result.stages, result.sources, strict=True), start=1
     ):
         reason = [result.explanations[position - 1]] if result.explanations is not None else []
-        table.add_row(str(position), *row, *reason)
+        table.add_row(*cells(str(position), *row, *reason))
     console = Console()
     console.print(table)
     facets = diagnostics.facets
@@ -104,4 +105,5 @@ def print_table(result: Recommendation) -> None:
         f"-> {diagnostics.facet_policy}"
         f"; index: {diagnostics.index_cache}; total {diagnostics.timings_s['total_s']:.2f}s",
         highlight=False,
+        markup=False,  # the facets quote the customer's words
     )

@@ -79,3 +79,12 @@ def test_neither_request_nor_dataset():
     result = invoke("rank")
     assert result.exit_code == 2
     assert "--request" in result.output and "--dataset" in result.output
+
+
+def test_error_messages_quote_data_exactly_even_when_it_looks_like_markup():
+    # Rich reads "[/x]" as a closing tag (a crash) and "[red]" as a style (text lost); data is not markup.
+    extra_field = invoke("rank", "--request", "-", stdin=request_json(**{"[/x]": 1}))
+    assert extra_field.exit_code == 2 and "[/x]" in extra_field.output
+    duplicate = [{"id": "[red]", "title": "A"}] * 2
+    repeated_id = invoke("rank", "--request", "-", stdin=request_json(candidates=duplicate))
+    assert repeated_id.exit_code == 2 and "id='[red]'" in repeated_id.output

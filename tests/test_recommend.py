@@ -263,5 +263,25 @@ def test_the_recommend_command_prints_json_and_a_table(tmp_path: Path, tiny_llam
     assert table.exit_code == 0, table.output
     assert "3 recommendations (support_chat)" in table.stdout
 
+    # Titles are shown as written, never read as Rich markup ("[/x]" would crash, "[red]" would vanish).
+    (tmp_path / "marked").mkdir()
+    marked = write_movies_csv(tmp_path / "marked", [(i, f"[red]Film {i}[/x]", "Comedy") for i in range(1, 6)])
+    marked_table = runner.invoke(
+        app,
+        [
+            "recommend",
+            "--catalog",
+            str(marked),
+            "--model",
+            str(tiny_llama_dir),
+            "--k",
+            "5",
+            "--format",
+            "table",
+        ],
+    )
+    assert marked_table.exit_code == 0, marked_table.output
+    assert marked_table.stdout.count("[red]Film") == 5
+
     unknown = runner.invoke(app, [*base, "--history", "999"])
     assert unknown.exit_code == 2 and "user.history[0].item_id='999'" in unknown.output

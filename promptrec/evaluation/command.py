@@ -59,6 +59,7 @@ from promptrec.models import RankMode
 from promptrec.options import LLMOptions, build_llm_ranker, template_sha256
 from promptrec.retrievers import RETRIEVERS
 from promptrec.strategies.memo import MemoRanker
+from promptrec.terminal import print_error
 
 BASELINES = ("random", "popularity", "bm25", "itemknn", "embedding")
 POINTWISE_METHODS = ("llm", "random")  # a one-candidate question gives count/text baselines nothing to rank
@@ -396,7 +397,7 @@ def eval_command(
         )
         metrics = run_evaluation(config, out, console=console)
     except PromptrecError as error:
-        console.print(f"[bold red]error[/]: {error}", highlight=False, soft_wrap=True)
+        print_error(console, error)
         raise typer.Exit(error.exit_code) from error
-    console.print(f"wrote {out / 'report.md'} and {out / 'metrics.json'}", highlight=False)
+    console.print(f"wrote {out / 'report.md'} and {out / 'metrics.json'}", highlight=False, markup=False)
     typer.echo(json.dumps(report.headline(metrics), indent=2))

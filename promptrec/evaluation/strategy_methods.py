@@ -131,7 +131,9 @@ def _hybrid(
                 "(other users, e.g. games6k_random_cands20.jsonl) or --validation-users 0.2 (leave-one-out)"
             )
         if console is not None:
-            console.print(f"{name}: choosing the fusion weight on {validation.source}", highlight=False)
+            console.print(
+                f"{name}: choosing the fusion weight on {validation.source}", highlight=False, markup=False
+            )
         done = itertools.count(1)
         total = len(validation.cases)
         choice = tune_fusion(
