@@ -1,7 +1,14 @@
-"""The Python API: `Recommender.rank(request)` and the batched `rank_many(requests)`.
+"""The Python API: `Recommender.rank(request)` and the batched `rank_many(requests)`, and for asyncio
+`arank`, `arank_many` and `arecommend`.
 
 Each request goes prompt -> backend -> parse -> aggregate. Requests are batched per mode and template so
 the backend sees full batches; the result for every request is an ordering of its own candidates.
+
+The batching and the ranking of one group are plans (promptrec.plans): generators that yield the backend
+calls they need (`GenerateCall`, `LabelLogprobsCall`) and receive the answers, so the blocking and the
+asyncio path share every line of logic, the fallback included. On a backend with `native_async` (the vLLM
+server client) `arank_many` awaits the backend's coroutines, with the calls of one step concurrent;
+elsewhere it runs `rank_many` in a worker thread, as an in-process model is not safe to call concurrently.
 """
 
 from __future__ import annotations
@@ -11,16 +18,18 @@ import contextlib
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from promptrec.aggregate import assemble_ranked_list, rank_by_scores
-from promptrec.backends.base import Backend, GenerationConfig, StructuredOutput
+from promptrec.backends.base import Backend, Generation, GenerationConfig, StructuredOutput
 from promptrec.errors import BackendError, RequestError
 from promptrec.fallback import FALLBACK_CHOICES, fallback_ranking
 from promptrec.models import Diagnostics, RankedList, RankMode, RankRequest
 from promptrec.parsing import parse_answer
+from promptrec.plans import adrive, drive
 from promptrec.prompting.builder import BuiltPrompts, PromptBudget, build_prompts
 from promptrec.prompting.constraints import answer_constraint
 from promptrec.prompting.templates import PromptTemplate, TemplateLibrary
@@ -31,6 +40,41 @@ from promptrec.validation import DEFAULT_LIMITS, RequestLimits, parse_request
 if TYPE_CHECKING:
     from promptrec.models import UserContext
     from promptrec.recommend import CatalogInput, Recommendation
+
+
+@dataclass(frozen=True)
+class GenerateCall:
+    """One `generate` call a ranking plan needs."""
+
+    prompts: list[str]
+    config: GenerationConfig
+
+    def run(self, backend: Backend) -> list[Generation]:
+        return backend.generate(self.prompts, self.config)
+
+    async def arun(self, backend: Backend) -> list[Generation]:
+        return await backend.agenerate(self.prompts, self.config)
+
+
+@dataclass(frozen=True)
+class LabelLogprobsCall:
+    """One `next_token_logprobs` call a ranking plan needs."""
+
+    prompts: list[str]
+    labels: list[str]
+
+    def run(self, backend: Backend) -> list[list[float]]:
+        return backend.next_token_logprobs(self.prompts, self.labels)
+
+    async def arun(self, backend: Backend) -> list[list[float]]:
+        return await backend.anext_token_logprobs(self.prompts, self.labels)
+
+
+BackendCall = GenerateCall | LabelLogprobsCall
+# A plan step is a list of calls that may run concurrently; the answers come back in the same order.
+RankPlan = Generator[list[BackendCall], list[Any], list[RankedList]]
+Outcome = tuple[str, int, list[float] | None]  # raw output, completion tokens, scores (score modes)
+Group = tuple[list[RankRequest], PromptTemplate]
 
 
 class Recommender:
@@ -126,6 +170,13 @@ class Recommender:
         on_result: ResultCallback | None = None,
     ) -> list[RankedList]:
         """Rank every request; `on_result(index, ranked)` fires as each batch finishes (progress, resume)."""
+        return drive(self._batches(requests, on_result), self._rank_groups)
+
+    def _batches(
+        self, requests: Iterable[RankRequest | dict[str, Any] | str], on_result: ResultCallback | None
+    ) -> Generator[list[Group], list[list[RankedList]], list[RankedList]]:
+        """The batching as a plan: yields each chunk's groups (one mode and template each), receives their
+        rankings, and returns one ranking per request, in order."""
         validated = [parse_request(request, self.request_limits) for request in requests]
         results: list[RankedList | None] = [None] * len(validated)
         indices = iter(range(len(validated)))
@@ -133,10 +184,11 @@ class Recommender:
             groups: dict[tuple[RankMode, str | None], list[int]] = defaultdict(list)
             for index in chunk:
                 groups[(validated[index].mode, validated[index].template)].append(index)
-            for (mode, template_name), members in groups.items():
-                template = self.templates.get(template_name, mode)
-                with self.backend_lock:
-                    ranked = self._rank_group_or_fall_back([validated[i] for i in members], template)
+            rankings = yield [
+                ([validated[i] for i in members], self.templates.get(template_name, mode))
+                for (mode, template_name), members in groups.items()
+            ]
+            for members, ranked in zip(groups.values(), rankings, strict=True):
                 for index, result in zip(members, ranked, strict=True):
                     results[index] = result
             if on_result is not None:
@@ -144,18 +196,45 @@ class Recommender:
                     on_result(index, results[index])
         return [result for result in results if result is not None]  # every slot is filled above
 
+    # --- the drivers: blocking (groups and their calls one after the other, under the backend lock) and
+    # awaited (groups and the calls of each step concurrently; only for a `native_async` backend) -------
+    def _rank_groups(self, groups: list[Group]) -> list[list[RankedList]]:
+        return [self._rank_group_or_fall_back(*group) for group in groups]
+
     def _rank_group_or_fall_back(
-        self, requests: Sequence[RankRequest], template: PromptTemplate
+        self, requests: list[RankRequest], template: PromptTemplate
     ) -> list[RankedList]:
         try:
-            return self._rank_group(requests, template)
+            with self.backend_lock:
+                return drive(self._rank_group(requests, template), self._run_calls)
         except BackendError as error:
-            if self.fallback is None:
-                raise
-            return [
-                fallback_ranking(request, error, self.fallback_retriever, self.backend.name, self.seed)
-                for request in requests
-            ]
+            return self._fall_back(requests, error)
+
+    def _run_calls(self, calls: list[BackendCall]) -> list[Any]:
+        return [call.run(self.backend) for call in calls]
+
+    async def _arank_groups(self, groups: list[Group]) -> list[list[RankedList]]:
+        return await asyncio.gather(*(self._arank_group_or_fall_back(*group) for group in groups))
+
+    async def _arank_group_or_fall_back(
+        self, requests: list[RankRequest], template: PromptTemplate
+    ) -> list[RankedList]:
+        try:
+            return await adrive(self._rank_group(requests, template), self._arun_calls)
+        except BackendError as error:
+            return self._fall_back(requests, error)
+
+    async def _arun_calls(self, calls: list[BackendCall]) -> list[Any]:
+        return await asyncio.gather(*(call.arun(self.backend) for call in calls))
+
+    def _fall_back(self, requests: Sequence[RankRequest], error: BackendError) -> list[RankedList]:
+        """The fallback rankings for a group whose backend call failed; re-raises without a fallback."""
+        if self.fallback is None:
+            raise error
+        return [
+            fallback_ranking(request, error, self.fallback_retriever, self.backend.name, self.seed)
+            for request in requests
+        ]
 
     def recommend(
         self, user: UserContext | dict[str, Any], catalog: CatalogInput, k: int = 10, **options: Any
@@ -165,16 +244,20 @@ class Recommender:
 
         return recommend(self, user, catalog, k=k, **options)
 
-    # --- asyncio: the work runs in a worker thread, so an event loop never blocks on the model ----------
+    # --- asyncio: an event loop never blocks on the model ---------------------------------------------
     async def arank(self, request: RankRequest | dict[str, Any] | str) -> RankedList:
-        return await asyncio.to_thread(self.rank, request)
+        return (await self.arank_many([request]))[0]
 
     async def arank_many(self, requests: Iterable[RankRequest | dict[str, Any] | str]) -> list[RankedList]:
-        return await asyncio.to_thread(self.rank_many, list(requests))
+        """`rank_many` awaited: real async on a `native_async` backend, else in a worker thread."""
+        if not self.backend.native_async:
+            return await asyncio.to_thread(self.rank_many, list(requests))
+        return await adrive(self._batches(requests, None), self._arank_groups)
 
     async def arecommend(
         self, user: UserContext | dict[str, Any], catalog: CatalogInput, k: int = 10, **options: Any
     ) -> Recommendation:
+        """`recommend` in a worker thread: retrieval and the catalogue index are CPU work."""
         return await asyncio.to_thread(self.recommend, user, catalog, k, **options)
 
     def close(self) -> None:
@@ -193,7 +276,8 @@ class Recommender:
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _rank_group(self, requests: Sequence[RankRequest], template: PromptTemplate) -> list[RankedList]:
+    def _rank_group(self, requests: Sequence[RankRequest], template: PromptTemplate) -> RankPlan:
+        """Ranks one group (one mode and template) as a plan: yields backend calls, receives their answers."""
         prompts = [
             build_prompts(
                 request, template, self.backend.formatter, self.budget, redact_contacts=self.redact_contacts
@@ -203,11 +287,11 @@ class Recommender:
         started = time.perf_counter()
         mode = template.contract.mode
         if mode is RankMode.GENERATE:
-            outcomes = self._generate(requests, prompts, template)
+            outcomes = yield from self._generate(requests, prompts, template)
         elif mode is RankMode.SCORE:
-            outcomes = self._score_listwise(prompts)
+            outcomes = yield from self._score_listwise(prompts)
         else:
-            outcomes = self._score_pointwise(prompts, template)
+            outcomes = yield from self._score_pointwise(prompts, template)
         latency = (time.perf_counter() - started) / len(requests)
         ranked = []
         for request, built, (raw_output, completion_tokens, payload) in zip(
@@ -230,12 +314,13 @@ class Recommender:
                 parsed = parse_answer(raw_output, request.candidates, template.contract)
                 ranked.append(assemble_ranked_list(request, parsed, diagnostics))
             else:
+                assert payload is not None, "score modes always carry scores"
                 ranked.append(rank_by_scores(request, payload, diagnostics))
         return ranked
 
     def _generate(
         self, requests: Sequence[RankRequest], prompts: Sequence[BuiltPrompts], template: PromptTemplate
-    ) -> list[tuple[str, int, None]]:
+    ) -> Generator[list[BackendCall], list[Any], list[Outcome]]:
         # One backend call per distinct constraint: requests with equal candidate counts share a schema.
         by_constraint: dict[str, tuple[StructuredOutput | None, list[int]]] = {}
         for index, (request, built) in enumerate(zip(requests, prompts, strict=True)):
@@ -243,36 +328,47 @@ class Recommender:
             constraint = answer_constraint(template.contract, names) if self.constrained else None
             key = constraint.model_dump_json() if constraint else ""
             by_constraint.setdefault(key, (constraint, []))[1].append(index)
-        outcomes: list[tuple[str, int, None]] = [("", 0, None)] * len(prompts)
-        for constraint, members in by_constraint.values():
-            config = GenerationConfig(
-                max_new_tokens=template.contract.max_new_tokens, seed=self.seed, structured=constraint
+        calls: list[BackendCall] = [
+            GenerateCall(
+                [prompts[i].texts[0] for i in members],
+                GenerationConfig(
+                    max_new_tokens=template.contract.max_new_tokens, seed=self.seed, structured=constraint
+                ),
             )
-            generations = self.backend.generate([prompts[i].texts[0] for i in members], config)
+            for constraint, members in by_constraint.values()
+        ]
+        outcomes: list[Outcome] = [("", 0, None)] * len(prompts)
+        answers = yield calls
+        for (_, members), generations in zip(by_constraint.values(), answers, strict=True):
             for index, generation in zip(members, generations, strict=True):
                 outcomes[index] = (generation.text, generation.completion_tokens, None)
         return outcomes
 
-    def _score_listwise(self, prompts: Sequence[BuiltPrompts]) -> list[tuple[str, int, list[float]]]:
-        outcomes: list[tuple[str, int, list[float]]] = [("", 0, [])] * len(prompts)
+    def _score_listwise(
+        self, prompts: Sequence[BuiltPrompts]
+    ) -> Generator[list[BackendCall], list[Any], list[Outcome]]:
+        outcomes: list[Outcome] = [("", 0, [])] * len(prompts)
         by_labels: dict[tuple[str, ...], list[int]] = defaultdict(list)
         for index, built in enumerate(prompts):
             by_labels[tuple(built.labels)].append(index)
-        for labels, members in by_labels.items():
-            logprobs = self.backend.next_token_logprobs([prompts[i].texts[0] for i in members], list(labels))
+        answers = yield [
+            LabelLogprobsCall([prompts[i].texts[0] for i in members], list(labels))
+            for labels, members in by_labels.items()
+        ]
+        for (labels, members), logprobs in zip(by_labels.items(), answers, strict=True):
             for index, scores in zip(members, logprobs, strict=True):
                 outcomes[index] = (_describe_scores(labels, scores), 0, scores)
         return outcomes
 
     def _score_pointwise(
         self, prompts: Sequence[BuiltPrompts], template: PromptTemplate
-    ) -> list[tuple[str, int, list[float]]]:
+    ) -> Generator[list[BackendCall], list[Any], list[Outcome]]:
         answers = [template.contract.yes_label, template.contract.no_label]
-        outcomes = []
-        for built in prompts:
-            # One call per request: its prompts share the user's history, which a backend that reuses a
-            # common prefix (transformers) then computes once; across users only the system text is shared.
-            pairs = self.backend.next_token_logprobs(built.texts, answers)
+        # One call per request: its prompts share the user's history, which a backend that reuses a
+        # common prefix (transformers) then computes once; across users only the system text is shared.
+        replies = yield [LabelLogprobsCall(list(built.texts), answers) for built in prompts]
+        outcomes: list[Outcome] = []
+        for pairs in replies:
             scores = [yes - no for yes, no in pairs]
             outcomes.append((f"log P(yes) - log P(no) per candidate: {_rounded(scores)}", 0, scores))
         return outcomes

@@ -6,6 +6,7 @@ so token budgets are easy to reason about in tests.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 from promptrec.backends.base import Backend, Generation, GenerationConfig
@@ -46,3 +47,19 @@ class ScriptedBackend(Backend):
     def next_token_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
         self.prompts_seen.extend(prompts)
         return [self.label_scores(prompt, labels) for prompt in prompts]
+
+
+class AwaitingScriptedBackend(ScriptedBackend):
+    """The scripted backend with coroutines of its own (`native_async`), as the vLLM server client has."""
+
+    name = "scripted-async"
+    native_async = True
+    concurrent_calls = True
+
+    async def agenerate(self, prompts: Sequence[str], config: GenerationConfig) -> list[Generation]:
+        await asyncio.sleep(0)  # give way to the other tasks, as a network call would
+        return self.generate(prompts, config)
+
+    async def anext_token_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        await asyncio.sleep(0)
+        return self.next_token_logprobs(prompts, labels)

