@@ -20,9 +20,16 @@ logger = logging.getLogger(__name__)
 
 
 def fallback_ranking(
-    request: RankRequest, error: BackendError, retriever: Retriever | None, backend: str, seed: int = 0
+    request: RankRequest,
+    error: BackendError,
+    retriever: Retriever | None,
+    backend: str,
+    seed: int = 0,
+    template: str | None = None,
+    prompts: list[str] | None = None,
 ) -> RankedList:
-    """The request's candidates ranked without the LLM, marked `fallback` throughout."""
+    """The request's candidates ranked without the LLM, marked `fallback` throughout; `template` and `prompts`
+    say what the failed call was asked (for `--show-prompt`)."""
     ids = [item.id for item in request.candidates]
     if retriever is None:
         ranked, scores, ranker = ids, None, "candidate order"
@@ -44,7 +51,8 @@ def fallback_ranking(
             missing_count=len(ids),
             backend=backend,
             mode=request.mode,
-            template=request.template or "",
+            template=template or request.template or "",
             fallback_reason=reason,
+            prompts=prompts,
         ),
     )

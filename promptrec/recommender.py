@@ -199,41 +199,44 @@ class Recommender:
     # --- the drivers: blocking (groups and their calls one after the other, under the backend lock) and
     # awaited (groups and the calls of each step concurrently; only for a `native_async` backend) -------
     def _rank_groups(self, groups: list[Group]) -> list[list[RankedList]]:
-        return [self._rank_group_or_fall_back(*group) for group in groups]
-
-    def _rank_group_or_fall_back(
-        self, requests: list[RankRequest], template: PromptTemplate
-    ) -> list[RankedList]:
-        try:
+        rankings = []
+        for requests, template in groups:
             with self.backend_lock:
-                return drive(self._rank_group(requests, template), self._run_calls)
-        except BackendError as error:
-            return self._fall_back(requests, error)
+                rankings.append(drive(self._rank_group(requests, template), self._run_calls))
+        return rankings
 
     def _run_calls(self, calls: list[BackendCall]) -> list[Any]:
         return [call.run(self.backend) for call in calls]
 
     async def _arank_groups(self, groups: list[Group]) -> list[list[RankedList]]:
-        return await asyncio.gather(*(self._arank_group_or_fall_back(*group) for group in groups))
-
-    async def _arank_group_or_fall_back(
-        self, requests: list[RankRequest], template: PromptTemplate
-    ) -> list[RankedList]:
-        try:
-            return await adrive(self._rank_group(requests, template), self._arun_calls)
-        except BackendError as error:
-            return self._fall_back(requests, error)
+        return await asyncio.gather(
+            *(adrive(self._rank_group(requests, template), self._arun_calls) for requests, template in groups)
+        )
 
     async def _arun_calls(self, calls: list[BackendCall]) -> list[Any]:
         return await asyncio.gather(*(call.arun(self.backend) for call in calls))
 
-    def _fall_back(self, requests: Sequence[RankRequest], error: BackendError) -> list[RankedList]:
+    def _fall_back(
+        self,
+        requests: Sequence[RankRequest],
+        prompts: Sequence[BuiltPrompts],
+        template: PromptTemplate,
+        error: BackendError,
+    ) -> list[RankedList]:
         """The fallback rankings for a group whose backend call failed; re-raises without a fallback."""
         if self.fallback is None:
             raise error
         return [
-            fallback_ranking(request, error, self.fallback_retriever, self.backend.name, self.seed)
-            for request in requests
+            fallback_ranking(
+                request,
+                error,
+                self.fallback_retriever,
+                self.backend.name,
+                self.seed,
+                template=template.name,
+                prompts=list(built.texts) if self.keep_prompts else None,
+            )
+            for request, built in zip(requests, prompts, strict=True)
         ]
 
     def recommend(
@@ -286,12 +289,15 @@ class Recommender:
         ]
         started = time.perf_counter()
         mode = template.contract.mode
-        if mode is RankMode.GENERATE:
-            outcomes = yield from self._generate(requests, prompts, template)
-        elif mode is RankMode.SCORE:
-            outcomes = yield from self._score_listwise(prompts)
-        else:
-            outcomes = yield from self._score_pointwise(prompts, template)
+        try:
+            if mode is RankMode.GENERATE:
+                outcomes = yield from self._generate(requests, prompts, template)
+            elif mode is RankMode.SCORE:
+                outcomes = yield from self._score_listwise(prompts)
+            else:
+                outcomes = yield from self._score_pointwise(prompts, template)
+        except BackendError as error:  # the drivers raise a failed call's error here
+            return self._fall_back(requests, prompts, template, error)
         latency = (time.perf_counter() - started) / len(requests)
         ranked = []
         for request, built, (raw_output, completion_tokens, payload) in zip(

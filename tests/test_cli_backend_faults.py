@@ -44,12 +44,16 @@ def test_timeout_bounds_a_trickling_server(bundled_model_dir):
 
 
 def test_fallback_is_marked_and_the_prompt_is_shown(bundled_model_dir):
-    with serve(script(bundled_model_dir, [(500, {"error": {"message": "engine died"}})])) as url:
+    failing = script(bundled_model_dir, [(500, {"error": {"message": "engine died"}})])
+    with serve(failing) as url:
         result = rank(url, "--fallback", "retriever", "--show-prompt")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["item_ids"] == ["a", "b"] and payload["sources"] == ["fallback", "fallback"]
     assert "engine died" in payload["diagnostics"]["fallback_reason"]
+    # The prompt the failed call carried is shown, so a broken server does not hide a template's output.
+    sent = json.loads(failing.requests[-1][1])["prompt"][0]
+    assert payload["diagnostics"]["prompts"] == [sent] and payload["diagnostics"]["template"]
 
 
 def test_show_prompt_prints_exactly_what_the_model_received(bundled_model_dir):
