@@ -183,6 +183,12 @@ class Diagnostics(StrictModel):
     history_used: int = Field(default=0, description="History items that fit the token budget.")
     history_dropped: int = Field(default=0, description="Oldest history items cut to fit the token budget.")
     demos_used: int = Field(default=0, description="Demonstrations that fit the demo budget.")
+    item_text_filtered: int = Field(
+        default=0,
+        description="Item fields (titles, text, attributes, quoted titles in hints) that lost text addressed "
+        "to the recommender, the ranking or the user (promptrec.prompting.sanitize step 6); the prompt "
+        "shows what was kept.",
+    )
     latency_s: float = 0.0
     backend: str = ""
     mode: RankMode = RankMode.GENERATE

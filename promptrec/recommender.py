@@ -310,6 +310,7 @@ class Recommender:
                 history_used=built.history_used,
                 history_dropped=built.history_dropped,
                 demos_used=built.demos_used,
+                item_text_filtered=built.item_text_filtered,
                 latency_s=latency,
                 backend=self.backend.name,
                 mode=mode,

@@ -8,7 +8,10 @@ history is cut to nothing.
 Titles and user text are treated as data (promptrec.prompting.sanitize): they reach a template as JSON
 string literals, already normalised and stripped of control and format characters, of the model's own
 special tokens and of our delimiters, so they cannot end a message, open a new turn, close their quoted
-field or the delimited block they sit in.
+field or the delimited block they sit in. Item text (titles, in the history too, descriptions, attributes
+and the titles hints quote) also loses segments that address the recommender, the ranking or the user
+(sanitize step 6); the customer's own request and preferences do not. `BuiltPrompts.item_text_filtered`
+counts the request's item fields that lost such text, and the prompt shows what was kept.
 
 Demonstrations are rendered by the same template as the request, each as a user turn followed by its
 gold answer (promptrec.prompting.gold) as the assistant turn, before the request's own turn: the text
@@ -17,6 +20,8 @@ shared by every candidate prompt (system, demonstrations, history) stays first.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,17 +41,18 @@ MAX_HINT_CHARS = 300  # a hint quotes at most one title
 # A demonstration shows only its user's newest items: it teaches the answer format and the task, and a
 # short history leaves the budget to the request's own history.
 DEMO_HISTORY_ITEMS = 10
+_QUOTED_TITLE = re.compile(r"«([^«»]*)»")  # a title a hint quotes (promptrec.strategies.hints)
 
 
-def _literal(sanitizer: TextSanitizer, text: str, max_chars: int, field: str, redact: bool = False) -> str:
-    """`text` as an inert JSON literal; a RequestError naming `field` if nothing is left after cleaning."""
-    literal = sanitizer.literal(text, max_chars, redact)
-    if literal == '""':
+def _literal(field: str, text: str, cleaned: str, item: bool = False) -> str:
+    """`cleaned` as an inert JSON literal; a RequestError naming `field` if nothing is left of `text`."""
+    if not cleaned:
+        removed = "special tokens, delimiters" + (" and text addressed to the recommender" if item else "")
         raise RequestError(
-            f"{field}: {text[:60]!r} is empty once control characters, special tokens and delimiters "
-            "are removed; give it readable text"
+            f"{field}: {text[:60]!r} is empty once control characters, {removed} are removed; "
+            "give it readable text"
         )
-    return literal
+    return json.dumps(cleaned, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,9 @@ class BuiltPrompts:
     history_used: int
     history_dropped: int
     demos_used: int = 0
+    # Item fields (titles, text, attributes, hints) of the request that lost text addressed to the
+    # recommender, the ranking or the user (sanitize step 6).
+    item_text_filtered: int = 0
 
 
 def _labels(contract: OutputContract, candidates: Sequence[Item], template_name: str) -> list[str]:
@@ -111,11 +120,12 @@ class _Scene:
         self.candidates = candidates
         self.hints = hints or {}
         self.where = where
+        self.filtered: set[str] = set()  # item fields step 6 changed
         titles = {item.id: item.title for item in history_items}
         first = max(len(user.history) - max_history, 0) if max_history else len(user.history)
         self.history = [
             {
-                "title": self.literal(
+                "title": self.item_literal(
                     titles[event.item_id], MAX_TITLE_CHARS, f"history_items (id {event.item_id!r}).title"
                 ),
                 "rating": event.rating,
@@ -141,7 +151,23 @@ class _Scene:
         }
 
     def literal(self, text: str, max_chars: int, field: str, redact: bool = False) -> str:
-        return _literal(self.sanitizer, text, max_chars, self.where + field, redact)
+        """The customer's own words (or ours): steps 1-5 only."""
+        return _literal(self.where + field, text, self.sanitizer.clean(text, max_chars, redact))
+
+    def item_text(self, text: str, max_chars: int, field: str) -> str:
+        """Seller text, cleaned with step 6; a field that lost text to it is counted."""
+        cleaned, removed = self.sanitizer.clean_item(text, max_chars)
+        if removed:
+            self.filtered.add(self.where + field)
+        return cleaned
+
+    def item_literal(self, text: str, max_chars: int, field: str) -> str:
+        return _literal(self.where + field, text, self.item_text(text, max_chars, field), item=True)
+
+    def hint_literal(self, hint: str, field: str) -> str:
+        """A hint is our text, but the title it quotes is the seller's."""
+        quoted = _QUOTED_TITLE.sub(lambda match: f"«{self.item_text(match[1], MAX_HINT_CHARS, field)}»", hint)
+        return self.literal(quoted, MAX_HINT_CHARS, field)
 
     def candidate_views(self, text_chars: int) -> list[dict[str, Any]]:
         views = []
@@ -150,22 +176,27 @@ class _Scene:
             view: dict[str, Any] = {
                 "label": self.labels[position] if self.labels else None,
                 "id": item.id,
-                "title": self.literal(item.title, MAX_TITLE_CHARS, f"{field}.title"),
+                "title": self.item_literal(item.title, MAX_TITLE_CHARS, f"{field}.title"),
                 # Empty unless the request carries hints (promptrec.strategies.hints).
                 "hints": [
-                    self.literal(hint, MAX_HINT_CHARS, f"hints[{item.id!r}]")
-                    for hint in self.hints.get(item.id, [])
+                    self.hint_literal(hint, f"hints[{item.id!r}][{number}]")
+                    for number, hint in enumerate(self.hints.get(item.id, []))
                 ],
             }
             if self.contract.item_text_chars:
-                view["text"] = (
-                    self.sanitizer.literal(item.text, text_chars) if item.text and text_chars else '""'
-                )
+                text = ""
+                if item.text and text_chars:
+                    text = self.item_text(item.text, text_chars, f"{field}.text")
+                view["text"] = json.dumps(text, ensure_ascii=False)
             if self.contract.item_attributes:
-                view["attributes"] = {
-                    self.sanitizer.clean(key, MAX_TITLE_CHARS): self.sanitizer.literal(value, MAX_TITLE_CHARS)
+                attributes = {
+                    self.item_text(key, MAX_TITLE_CHARS, f"{field}.attributes[{key!r}]"): json.dumps(
+                        self.item_text(value, MAX_TITLE_CHARS, f"{field}.attributes[{key!r}]"),
+                        ensure_ascii=False,
+                    )
                     for key, value in item.attributes.items()
                 }
+                view["attributes"] = {key: value for key, value in attributes.items() if key}
             views.append(view)
         return views
 
@@ -288,4 +319,5 @@ def build_prompts(
         history_used=low,
         history_dropped=scene.history_total - low,
         demos_used=n_demos,
+        item_text_filtered=len(scene.filtered),
     )
