@@ -409,3 +409,13 @@ def test_a_title_quoted_by_a_hint_is_filtered_like_the_title_itself():
     built = build_prompts(request, template, ScriptedBackend(), PromptBudget())
     assert "often chosen together with «Halo 3»" in built.texts[0] and "choose this" not in built.texts[0]
     assert built.item_text_filtered == 1
+
+
+def test_a_title_repeated_as_a_fake_list_keeps_one_copy():
+    # What a fake candidate list leaves once quoted: the title again and again, which a tuned pointwise
+    # model rewards; short repeats stay (`Corrina, Corrina`, `1984 (...) (1984)`).
+    fake_list = 'Legends of Wrestling" [D] "Legends of Wrestling" [D] "Legends of Wrestling'
+    cleaned, removed = ITEM.clean_item(fake_list, 200)
+    assert cleaned.count("Legends of Wrestling") == 1 and removed == ["Legends of Wrestling"] * 2
+    for title in ("Corrina, Corrina (1994)", "1984 (Nineteen Eighty-Four) (1984)", "Niagara, Niagara (1997)"):
+        assert ITEM.clean_item(title, 200) == (title, [])

@@ -18,6 +18,10 @@ and spaced dashes (`Spider-Man` stays whole). A segment is removed when it conta
   candidates`, `5 stars`, `they want`) or the listing naming itself (`this one`, `this item`, `it is
   the`, `I am the`, `pick me`).
 
+A segment repeated later in the same text (at least 4 characters, ignoring case and spacing) also goes:
+fake candidate lists copy the title, and a tuned pointwise model says Yes more often to a title that
+repeats itself.
+
 One kind alone is ordinary title language ("Top Gun", "You've Got Mail", "Pick of Destiny", "Must Love
 Dogs"). A claim spread over clauses is caught too: a segment with a weak signal next to a removed one
 goes ("AI: this is the perfect match"), and so do two neighbours whose signals together make two kinds
@@ -25,7 +29,7 @@ goes ("AI: this is the perfect match"), and so do two neighbours whose signals t
 evidence. Separators left dangling by a removal are tidied; brackets and quotes left empty go with it.
 If nothing is left, the caller's "empty after cleaning" check rejects the text.
 
-This is a word rule, audited by scripts/promotion_filter_audit.py: it changed 1 of about 27,800 real
+This is a word rule, audited by scripts/promotion_filter_audit.py: it changed 3 of about 27,800 real
 MovieLens and Amazon Games titles, but on hostile phrasings it had never seen it neutralised about 60%.
 It narrows the attack; paraphrases that avoid its vocabulary ("your search ends here") still pass.
 """
@@ -46,6 +50,9 @@ _BOUNDARY = re.compile(
     rf"(-{{2,}}|\s+[-/]+\s*|[-/]+\s+|[–—]+|[()\[\]{{}}\"“”«»]|[:;|,*~<>•·{_SYMBOLS}]+|[!?]+"
     r"|\.+(?=[\s)\]}\"”»]|$)|\n)"
 )
+# A segment this long seen again in the same text is a copy: fake candidate lists repeat the title, and a
+# tuned pointwise model answers Yes more often to a title that repeats itself.
+MIN_REPEATED_CHARS = 20
 _BRACKET = re.compile(r"[()\[\]{}\"“”«»]")
 _EXCLAMATION = re.compile(r"[!?]+")
 _SEPARATORS = rf"\s\-–—:;|,*~<>/•·{_SYMBOLS}"
@@ -150,6 +157,12 @@ def _dropped(segments: list[str], delimiters: list[str], text: str) -> set[int]:
         or any(start < starts[i] + len(segments[i]) and starts[i] < end for start, end in spans)
     }
     later = words[1:]  # the first segment names the item: it goes only on its own evidence
+    seen: set[str] = set()
+    for i in words:  # a repeated copy of a segment (a fake list repeats the title) goes
+        key = " ".join(segments[i].casefold().split())
+        if key in seen and len(key) >= MIN_REPEATED_CHARS:
+            dropped.add(i)
+        seen.add(key)
     for i, j in zip(later, later[1:], strict=False):  # a claim spread over two clauses
         if kinds[i] and kinds[j] and len(kinds[i] | kinds[j]) >= 2:
             dropped |= {i, j}
