@@ -125,6 +125,31 @@ def test_resume_continues_from_the_checkpoint_instead_of_restarting(
     assert (tmp_path / "resumed" / CARD_FILENAME).exists() is False  # cards come from `promptrec finetune`
 
 
+class ScriptedValidation:
+    """Validation scores given in advance, one per call: step 0 (the base), then each validated step."""
+
+    description = "scripted"
+
+    def __init__(self, scores: list[float]):
+        self.scores = iter(scores)
+
+    def score(self, recommender: object) -> float:
+        return next(self.scores)
+
+
+def test_a_trained_adapter_is_kept_even_when_the_base_scored_higher(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    backend = TransformersBackend(tiny_llama_dir)
+    config = TrainConfig(lr=1e-2, batch_size=4, epochs=3, validate_every=1, patience=5)
+    examples = movielens_examples(backend.formatter, 8)
+    trainer = LoraTrainer(backend, config, BUDGET)
+    state = trainer.fit(examples, ScriptedValidation([0.9, 0.4, 0.6, 0.5, 0.5, 0.5, 0.5]), tmp_path / "out")
+    assert [step for step, _ in state.validations] == [0, 1, 2, 3, 4, 5, 6]
+    assert state.best_step == 2 and state.best_metric == 0.6  # the base's 0.9 is a reference, not a candidate
+    assert (tmp_path / "out" / "adapter_model.safetensors").exists()
+
+
 @pytest.mark.vllm
 def test_trained_adapter_scores_the_same_in_vllm(bundled_model_dir: Path, trained: Path) -> None:
     from promptrec.backends.vllm_backend import VLLMBackend

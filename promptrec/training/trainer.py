@@ -236,11 +236,12 @@ class LoraTrainer:
         metric = validation.score(self.recommender)
         state.validations.append((state.step, metric))
         print(f"step {state.step}: validation {metric:.4f} ({validation.description})", file=sys.stderr)
+        if state.step == 0:
+            return  # the base model's score is a reference in the history; the kept adapter is a trained one
         if metric > state.best_metric:
             state.best_metric, state.best_step, state.stale = metric, state.step, 0
-            if state.step > 0:
-                self._save_best(out, state, on_best)
-        elif state.step > 0:
+            self._save_best(out, state, on_best)
+        else:
             state.stale += 1
             if state.stale >= self.config.patience:
                 state.stopped = f"early stop: no improvement in {state.stale} validations"
