@@ -18,9 +18,12 @@ and spaced dashes (`Spider-Man` stays whole). A segment is removed when it conta
   candidates`, `5 stars`, `they want`) or the listing naming itself (`this one`, `this item`, `it is
   the`, `I am the`, `pick me`).
 
-A segment repeated later in the same text (at least 4 characters, ignoring case and spacing) also goes:
-fake candidate lists copy the title, and a tuned pointwise model says Yes more often to a title that
-repeats itself.
+What forged list structure leaves behind goes too, because a tuned pointwise model says Yes more often
+to it: a bare chat role before a line break (`user`), a candidate label alone in brackets (`[D]`, `(12)`)
+next to removed text, and a copy of an earlier segment (ignoring case and spacing) that is long (20
+characters or more), opens a quote or a new line (`Halo 3" [D] "Halo 3`), or follows another copy.
+Short repeats inside one line stay (`Corrina, Corrina`, `1984 (Nineteen Eighty-Four) (1984)`), and so do
+labels on their own (`Pinball [E]`, `Extension Cables (2)`).
 
 One kind alone is ordinary title language ("Top Gun", "You've Got Mail", "Pick of Destiny", "Must Love
 Dogs"). A claim spread over clauses is caught too: a segment with a weak signal next to a removed one
@@ -50,9 +53,16 @@ _BOUNDARY = re.compile(
     rf"(-{{2,}}|\s+[-/]+\s*|[-/]+\s+|[–—]+|[()\[\]{{}}\"“”«»]|[:;|,*~<>•·{_SYMBOLS}]+|[!?]+"
     r"|\.+(?=[\s)\]}\"”»]|$)|\n)"
 )
-# A segment this long seen again in the same text is a copy: fake candidate lists repeat the title, and a
-# tuned pointwise model answers Yes more often to a title that repeats itself.
+# A segment this long seen again in the same text is a copy whatever precedes it; shorter repeats count
+# only where list structure is forged (after a quote or a line break, or right after another copy).
 MIN_REPEATED_CHARS = 20
+MIN_COPY_CHARS = 4
+_OPENS_ENTRY = re.compile(r"[\"“”«»\n]")
+# Leftovers of forged structure: a candidate label alone in brackets, a chat role alone.
+_LONE_LABEL = re.compile(r"\s*(?:[A-Z]|\d{1,2})\s*")
+_ROLE = re.compile(r"\s*(?:user|assistant|system)\s*", _I)
+_OPENING = re.compile(r"[(\[{]")
+_CLOSING = re.compile(r"[)\]}]")
 _BRACKET = re.compile(r"[()\[\]{}\"“”«»]")
 _EXCLAMATION = re.compile(r"[!?]+")
 _SEPARATORS = rf"\s\-–—:;|,*~<>/•·{_SYMBOLS}"
@@ -125,19 +135,54 @@ _WEAK = {
     "self": re.compile(
         r"\bthis\s+(?:one|item|product|listing|title|entry|option|candidate|pick|choice|selection|result"
         rf"|game|movie|film|book)\b|\b(?:it|this)(?:{_APOSTROPHE}s|\s+is)\s+(?:the|a|an|your|exactly)\b"
-        r"|\b(?:pick|choose|select|recommend|rank|vote\s+for)\s+me\b|\bI\s*(?:am|'m)\s+(?:the|your|exactly)\b",
+        r"|\b(?:pick|choose|select|recommend|rank|vote\s+for)\s+me\b|\bI\s*(?:am|'m)\s+(?:the|your|exactly)\b"
+        r"|\bcandidate\s+(?:is|=|:)",  # the ranking's word for a listing: `the best candidate is [D]`
         _I,
     ),
 }
+_PAIRS = ["()", "[]", "{}", '""', "“”", "«»"]
 _DANGLING = [
     (re.compile(rf"([(\[{{])[{_SEPARATORS}]+"), r"\1"),  # a separator or space just inside an opening bracket
     (re.compile(rf"[{_SEPARATORS}]+([)\]}}])"), r"\1"),  # ... or just before a closing one
-    (re.compile(r"\s*(?:\(\s*\)|\[\s*\]|\{\s*\}|\"\s*\"|“\s*”|«\s*»)"), " "),  # brackets left empty
+    # brackets and quotes left empty, or holding only punctuation (`" . "` after a forged closing tag)
+    (re.compile(r"\s*(?:" + "|".join(rf"\{o}[\s.,;:!?]*\{c}" for o, c in _PAIRS) + ")"), " "),
 ]
 
 
 def _kinds(segment: str) -> set[str]:
     return {kind for kind, pattern in _WEAK.items() if pattern.search(segment)}
+
+
+def _is_lone_label(segments: list[str], delimiters: list[str], i: int) -> bool:
+    """`D` in `[D]`: a letter or a number of one or two digits, alone in brackets."""
+    before = delimiters[i - 1] if i > 0 else ""
+    after = delimiters[i] if i < len(delimiters) else ""
+    return bool(_LONE_LABEL.fullmatch(segments[i]) and _OPENING.search(before) and _CLOSING.search(after))
+
+
+def _forged_structure(segments: list[str], delimiters: list[str], words: list[int]) -> set[int]:
+    """Indices of bare chat roles and of copies of earlier segments (see the module's docstring)."""
+    forged: set[int] = set()
+    seen: set[str] = set()
+    previous_was_copy = False
+    for i in words:
+        before = delimiters[i - 1] if i > 0 else ""
+        after = delimiters[i] if i < len(delimiters) else ""
+        if _is_lone_label(segments, delimiters, i):
+            continue  # a label between copies does not end the run of copies; it goes with them (_dropped)
+        if _ROLE.fullmatch(segments[i]) and "\n" in after and i > words[0]:
+            forged.add(i)  # what is left of a chat marker: `<|im_start|>user\n`
+            continue
+        key = " ".join(segments[i].casefold().split())
+        is_copy = key in seen and (
+            len(key) >= MIN_REPEATED_CHARS
+            or (len(key) >= MIN_COPY_CHARS and (_OPENS_ENTRY.search(before) or previous_was_copy))
+        )
+        if is_copy:
+            forged.add(i)
+        previous_was_copy = is_copy
+        seen.add(key)
+    return forged
 
 
 def _dropped(segments: list[str], delimiters: list[str], text: str) -> set[int]:
@@ -157,12 +202,7 @@ def _dropped(segments: list[str], delimiters: list[str], text: str) -> set[int]:
         or any(start < starts[i] + len(segments[i]) and starts[i] < end for start, end in spans)
     }
     later = words[1:]  # the first segment names the item: it goes only on its own evidence
-    seen: set[str] = set()
-    for i in words:  # a repeated copy of a segment (a fake list repeats the title) goes
-        key = " ".join(segments[i].casefold().split())
-        if key in seen and len(key) >= MIN_REPEATED_CHARS:
-            dropped.add(i)
-        seen.add(key)
+    dropped |= _forged_structure(segments, delimiters, words)
     for i, j in zip(later, later[1:], strict=False):  # a claim spread over two clauses
         if kinds[i] and kinds[j] and len(kinds[i] | kinds[j]) >= 2:
             dropped |= {i, j}
@@ -174,7 +214,15 @@ def _dropped(segments: list[str], delimiters: list[str], text: str) -> set[int]:
             if i not in dropped and kinds[i] and any(n in dropped for n in neighbours):
                 dropped.add(i)
                 changed = True
-    return dropped
+    # A label beside removed text was part of the forgery (`is [D].`, `" [D] "<copy>`); alone it is
+    # ordinary (`Pinball [E]`, `Cables (2)`).
+    labels = {
+        i
+        for place, i in enumerate(words)
+        if _is_lone_label(segments, delimiters, i)
+        and any(n in dropped for n in [*words[max(place - 1, 0) : place], *words[place + 1 : place + 2]])
+    }
+    return dropped | labels
 
 
 def remove_meta_talk(text: str) -> tuple[str, list[str]]:
