@@ -2,6 +2,7 @@
 
 import logging
 
+from promptrec.errors import BackendError, DataError, PromptrecError, RequestError, TemplateError
 from promptrec.models import (
     Diagnostics,
     Interaction,
@@ -18,17 +19,22 @@ from promptrec.recommender import Recommender
 from promptrec.validation import RequestLimits, parse_request
 
 __all__ = [
+    "BackendError",
+    "DataError",
     "Diagnostics",
     "Interaction",
     "Item",
     "ItemSource",
     "ParseStatus",
+    "PromptrecError",
     "RankMode",
     "RankRequest",
     "RankedList",
     "RankingCase",
     "Recommender",
+    "RequestError",
     "RequestLimits",
+    "TemplateError",
     "UserContext",
     "parse_request",
 ]

@@ -26,6 +26,15 @@ def test_empty_candidate_list_names_the_field():
         parse_request(with_changes(candidates=[]))
 
 
+def test_the_error_the_readme_names_can_be_caught_from_the_package():
+    import promptrec
+
+    with pytest.raises(promptrec.RequestError):  # what the README's Python example says to catch
+        promptrec.parse_request(with_changes(candidates=[]))
+    errors = (promptrec.BackendError, promptrec.DataError, promptrec.TemplateError)
+    assert all(issubclass(error, promptrec.PromptrecError) for error in errors)
+
+
 def test_duplicate_candidate_ids_name_the_record():
     duplicate = [{"id": "a", "title": "Game A"}, {"id": "a", "title": "Game A again"}]
     with pytest.raises(RequestError, match=r"candidates\[1\]\.id='a' is a duplicate"):
