@@ -6,7 +6,8 @@ loss is cross-entropy over the answer labels' logits at the last prompt position
 the candidate labels for listwise. On CUDA the base is loaded 4-bit NF4 with double quantisation (QLoRA,
 LlamaRec's recipe); on CPU it trains in float32.
 
-`out/` holds the best adapter (adapter files + promptrec_adapter.json), `history.json`, `curves.png` and
+`out/` holds the adapter of the best validated step (adapter files + promptrec_adapter.json; the base
+model's step-0 score is kept in the history as a reference, never chosen), `history.json`, `curves.png` and
 `checkpoint/` (adapter, optimizer, step and RNG states). Re-running with the same `out/` resumes from the
 checkpoint: the same examples in the same order, continuing at the saved step.
 """
