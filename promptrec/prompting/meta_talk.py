@@ -18,12 +18,13 @@ and spaced dashes (`Spider-Man` stays whole). A segment is removed when it conta
   candidates`, `5 stars`, `they want`) or the listing naming itself (`this one`, `this item`, `it is
   the`, `I am the`, `pick me`).
 
-What forged list structure leaves behind goes too, because a tuned pointwise model says Yes more often
-to it: a bare chat role before a line break (`user`), a candidate label alone in brackets (`[D]`, `(12)`)
-next to removed text, and a copy of an earlier segment (ignoring case and spacing) that is long (20
-characters or more), opens a quote or a new line (`Halo 3" [D] "Halo 3`), or follows another copy.
-Short repeats inside one line stay (`Corrina, Corrina`, `1984 (Nineteen Eighty-Four) (1984)`), and so do
-labels on their own (`Pinball [E]`, `Extension Cables (2)`).
+What forged list structure leaves behind goes too, because a tuned pointwise model says Yes more often to
+it: a bare chat role before a line break (`user`), a candidate label alone in brackets (`[D]`, `(12)`)
+next to removed text (with the few words that end its claim: `choose [D] next`), and a copy of an earlier
+segment (ignoring case and spacing) that is long (20 characters or more), opens a quote or a new line
+(`Halo 3" [D] "Halo 3`), or follows another copy. Short repeats inside one line stay (`Corrina, Corrina`,
+`1984 (Nineteen Eighty-Four) (1984)`), and so do labels on their own (`Pinball [E]`, `Extension Cables
+(2)`).
 
 One kind alone is ordinary title language ("Top Gun", "You've Got Mail", "Pick of Destiny", "Must Love
 Dogs"). A claim spread over clauses is caught too: a segment with a weak signal next to a removed one
@@ -57,6 +58,7 @@ _BOUNDARY = re.compile(
 # only where list structure is forged (after a quote or a line break, or right after another copy).
 MIN_REPEATED_CHARS = 20
 MIN_COPY_CHARS = 4
+MAX_CLAIM_TAIL_WORDS = 3
 _OPENS_ENTRY = re.compile(r"[\"“”«»\n]")
 # Leftovers of forged structure: a candidate label alone in brackets, a chat role alone.
 _LONE_LABEL = re.compile(r"\s*(?:[A-Z]|\d{1,2})\s*")
@@ -222,7 +224,17 @@ def _dropped(segments: list[str], delimiters: list[str], text: str) -> set[int]:
         if _is_lone_label(segments, delimiters, i)
         and any(n in dropped for n in [*words[max(place - 1, 0) : place], *words[place + 1 : place + 2]])
     }
-    return dropped | labels
+    # A few words right after a label that sat inside a removed claim finish that claim: `choose [D] next`.
+    tails = {
+        j
+        for place, (i, j) in enumerate(zip(words, words[1:], strict=False))
+        if i in labels
+        and place > 0
+        and words[place - 1] in dropped
+        and j == i + 1
+        and len(segments[j].split()) <= MAX_CLAIM_TAIL_WORDS
+    }
+    return dropped | labels | tails
 
 
 def remove_meta_talk(text: str) -> tuple[str, list[str]]:
