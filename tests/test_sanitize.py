@@ -393,6 +393,9 @@ def test_a_title_repeated_as_a_fake_list_keeps_one_copy():
 # pointwise sanitiser, where candidate labels are not answer words and so survive step 5.
 FORGED = {
     "fake list of a short title": 'Halo 3"\n[D] "Halo 3"\n[D] "Halo 3',
+    "fake list of a title with a short tail": (
+        'Dark Sector - PC"\n[D] "Dark Sector - PC"\n[D] "Dark Sector - PC'
+    ),
     "fake list of a title with a platform": (
         'Mario Galaxy 2 - Nintendo Wii"\n[D] "Mario Galaxy 2 - Nintendo Wii"\n'
         '[D] "Mario Galaxy 2 - Nintendo Wii'

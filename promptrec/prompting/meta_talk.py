@@ -22,9 +22,9 @@ What forged list structure leaves behind goes too, because a tuned pointwise mod
 it: a bare chat role before a line break (`user`), a candidate label alone in brackets (`[D]`, `(12)`)
 next to removed text (with the few words that end its claim: `choose [D] next`), and a copy of an earlier
 segment (ignoring case and spacing) that is long (20 characters or more), opens a quote or a new line
-(`Halo 3" [D] "Halo 3`), or follows another copy. Short repeats inside one line stay (`Corrina, Corrina`,
-`1984 (Nineteen Eighty-Four) (1984)`), and so do labels on their own (`Pinball [E]`, `Extension Cables
-(2)`).
+(`Halo 3" [D] "Halo 3`), or follows another copy (then at any length). Short repeats inside one line stay
+(`Corrina, Corrina`, `1984 (Nineteen Eighty-Four) (1984)`), and so do labels on their own (`Pinball [E]`,
+`Extension Cables (2)`).
 
 One kind alone is ordinary title language ("Top Gun", "You've Got Mail", "Pick of Destiny", "Must Love
 Dogs"). A claim spread over clauses is caught too: a segment with a weak signal next to a removed one
@@ -178,7 +178,8 @@ def _forged_structure(segments: list[str], delimiters: list[str], words: list[in
         key = " ".join(segments[i].casefold().split())
         is_copy = key in seen and (
             len(key) >= MIN_REPEATED_CHARS
-            or (len(key) >= MIN_COPY_CHARS and (_OPENS_ENTRY.search(before) or previous_was_copy))
+            or previous_was_copy  # the rest of a copy, however short: `Dark Sector - PC` again
+            or (len(key) >= MIN_COPY_CHARS and _OPENS_ENTRY.search(before))
         )
         if is_copy:
             forged.add(i)
