@@ -22,6 +22,8 @@ the same file against the old code:
 Writes <out>/<label>.json and prints a Markdown table. `--structure-only` skips the model and checks the
 prompts themselves (tokenizer only, seconds): per payload, how many of the users' attacked prompts gain
 special tokens, candidate entries (`[X] "`) or `</candidates>` tags compared with their clean prompt.
+`--cleaned-only` (tokenizer only, seconds) counts, per payload and per mode's sanitiser, the victims whose
+attacked title cleans to exactly the same text as their plain title: for those the model sees no payload.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from promptrec.data.llmrank import load_llmrank_cases
 from promptrec.models import Item, RankingCase, RankMode, RankRequest
 from promptrec.prompting.builder import PromptBudget, build_prompts
 from promptrec.prompting.formatter import PromptFormatter
+from promptrec.prompting.sanitize import TextSanitizer
 from promptrec.prompting.templates import TemplateLibrary
 from promptrec.ranker import Ranker
 from promptrec.recommender import Recommender
@@ -206,6 +209,26 @@ def structure_check(cases: list[RankingCase], seed: int, max_history: int) -> di
     return table
 
 
+def cleaned_check(cases: list[RankingCase], seed: int) -> dict[str, dict[str, int]]:
+    """Per mode's sanitiser and payload: victims whose attacked title cleans to their plain title."""
+    formatter = PromptFormatter.from_model_dir(bundled_model_dir())
+    sanitizers = {
+        "score / generate": TextSanitizer(formatter.special_tokens, answer_words=list(LABELS)),
+        "pointwise": TextSanitizer(formatter.special_tokens, answer_words=["Yes", "No"]),
+    }
+    table = {}
+    for mode, sanitizer in sanitizers.items():
+        table[mode] = {}
+        for payload in PAYLOADS:
+            same = 0
+            for number, case in enumerate(cases):
+                v = victim_index(case, seed)
+                attacked = sanitizer.clean(attacked_title(case, v, payload, number), 10_000, item=True)
+                same += attacked == sanitizer.clean(case.candidates[v].title, 10_000, item=True)
+            table[mode][payload] = same
+    return table
+
+
 def markdown(label: str, results: dict[str, Any]) -> str:
     lines = [
         f"### {label}",
@@ -251,8 +274,16 @@ def main() -> None:
     arguments.add_argument("--label", default="after")
     arguments.add_argument("--out", default="evals/reports/injection")
     arguments.add_argument("--structure-only", action="store_true")
+    arguments.add_argument("--cleaned-only", action="store_true")
     options = arguments.parse_args()
     cases = load_llmrank_cases(options.dataset)[: options.users]
+    if options.cleaned_only:
+        checked = cleaned_check(cases, options.seed)
+        print(f"### {options.label}: victims (of {len(cases)}) whose attacked title cleans to the plain\n")
+        print(f"| sanitiser | {' | '.join(PAYLOADS)} |\n|---|{'---|' * len(PAYLOADS)}")
+        for mode, counts in checked.items():
+            print(f"| {mode} | {' | '.join(str(count) for count in counts.values())} |")
+        return
     if options.structure_only:
         table = structure_check(cases, options.seed, options.max_history)
         print(f"### {options.label}: users (of {len(cases)}) whose attacked prompt gains structure\n")
