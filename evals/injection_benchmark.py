@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from promptrec.adapters import adapter_options
 from promptrec.bundled import bundled_model_dir
 from promptrec.data.llmrank import load_llmrank_cases
 from promptrec.models import Item, RankingCase, RankMode, RankRequest
@@ -291,15 +292,12 @@ def main() -> None:
         for payload, gained in table.items():
             print(f"| {payload} | {' | '.join(str(count) for count in gained.values())} |")
         return
-    adapter = (
-        {} if options.adapter is None else {"adapter": None if options.adapter == "none" else options.adapter}
-    )
     recommender = Recommender.load(
         options.backend,
         options.model,
         budget=PromptBudget(max_history_items=options.max_history),
         batch_size=64 if options.backend == "vllm" else 8,  # vLLM batches (and prefix-caches) a whole call
-        **adapter,
+        **adapter_options(options.adapter),
     )
     # Demonstrations come from each user's own clean history (`self`); the victim is a candidate, so a
     # demonstration never shows it.

@@ -19,6 +19,7 @@ import json
 import time
 from pathlib import Path
 
+from promptrec.adapters import adapter_options
 from promptrec.data.llmrank import load_llmrank_cases
 from promptrec.models import RankMode
 from promptrec.prompting.builder import PromptBudget
@@ -59,9 +60,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("evals/reports/strategy-cost"))
     args = parser.parse_args()
 
-    adapter = {} if args.adapter is None else {"adapter": None if args.adapter == "none" else args.adapter}
     recommender = Recommender.load(
-        args.backend, None, budget=PromptBudget(max_history_items=args.max_history), batch_size=64, **adapter
+        args.backend,
+        None,
+        budget=PromptBudget(max_history_items=args.max_history),
+        batch_size=64,
+        **adapter_options(args.adapter),
     )
     cases = load_llmrank_cases(args.dataset)[: args.users]
     seconds = {}

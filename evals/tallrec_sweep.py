@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,11 @@ def read_point(spec: str) -> dict[str, Any]:
 
 
 def published_points() -> list[tuple[int, float]]:
-    points = []
-    for name, values in PUBLISHED[PUBLISHED_KEY]:
-        words = name.split(", ")
-        if len(words) > 1 and words[1].endswith("training samples"):
-            points.append((int(words[1].split()[0]), values["auc"]))
-    return points
+    """TALLRec's (training rows, AUC) pairs, read from the names of the published figures."""
+    found = (
+        (re.search(r"(\d+) training samples", name), values) for name, values in PUBLISHED[PUBLISHED_KEY]
+    )
+    return [(int(match.group(1)), values["auc"]) for match, values in found if match]
 
 
 def markdown(points: list[dict[str, Any]]) -> str:
