@@ -70,6 +70,11 @@ class LLMOptions(StrictModel):
     redact_contacts: bool = Field(
         default=False, description="Replace e-mail addresses and phone numbers in the user's words."
     )
+    quantization: Literal["4bit", "8bit"] | None = Field(
+        default=None,
+        description="transformers backend: load the model in 4-bit NF4 or 8-bit through bitsandbytes "
+        "(an adapter is then applied unmerged).",
+    )
 
     def backend_options(self) -> dict[str, Any]:
         """Keyword options for `load_backend` beyond the model."""
@@ -79,6 +84,8 @@ class LLMOptions(StrictModel):
         options |= adapter_options(self.adapter)
         if self.timeout is not None:
             options["timeout_s"] = self.timeout
+        if self.quantization is not None:
+            options["quantization"] = self.quantization
         return options
 
 

@@ -12,7 +12,9 @@ import torch
 from promptrec.backends import loader
 from promptrec.backends.base import GenerationConfig, StructuredOutput
 from promptrec.backends.transformers_backend import MIN_SHARED_PREFIX_TOKENS, TransformersBackend
-from promptrec.errors import BackendError
+from promptrec.cli_options import llm_options
+from promptrec.errors import BackendError, RequestError
+from promptrec.options import LLMOptions
 
 PROMPTS = [
     "<|im_start|>user\nRecommend a film about space.<|im_end|>\n<|im_start|>assistant\n",
@@ -232,6 +234,19 @@ def test_load_backend_resolves_the_bundled_model(monkeypatch: pytest.MonkeyPatch
     assert loader.resolve_model(None) == loader.resolve_model("bundled") == str(tmp_path)
     assert loader.resolve_model("smollm2-135m-instruct") == str(tmp_path)
     assert loader.resolve_model("/models/other") == "/models/other"
+
+
+def test_the_quantization_option_reaches_the_transformers_backend_only(tiny_llama_dir: Path) -> None:
+    options = LLMOptions(model=str(tiny_llama_dir), adapter="none", quantization="4bit")
+    quantised = loader.load_backend(options.backend, options.model, **options.backend_options())
+    try:
+        assert any(type(module).__name__ == "Linear4bit" for module in quantised.model.modules())
+    finally:
+        quantised.close()
+    with pytest.raises(BackendError, match="invalid options for the openai backend"):
+        loader.load_backend("openai", "served", base_url="http://127.0.0.1:9/v1", quantization="8bit")
+    with pytest.raises(RequestError, match="quantization"):
+        llm_options(quantization="3bit")
 
 
 def test_load_backend_rejects_unknown_kinds_and_options(tiny_llama_dir: Path) -> None:
