@@ -221,9 +221,7 @@ def test_resuming_with_changed_llm_options_is_refused(tmp_path, changed):
 
 
 def test_demo_ranker_draws_from_training_histories_of_a_real_dataset():
-    data = load_dataset(
-        Path(__file__).resolve().parent.parent / "promptrec" / "datasets" / "ml-latest-small"
-    )
+    data = load_dataset(Path(__file__).resolve().parent.parent / "promptrec" / "datasets" / "ml-latest-small")
     pool = DemoPool(data.train_histories, {item.id: item for item in data.catalog})
     request = data.case_for_user("1").to_request(mode=RankMode.SCORE)
     backend = ScriptedBackend()
