@@ -68,3 +68,12 @@ def test_template_code_cannot_reach_python_internals(tmp_path):
     library = write_template(tmp_path, "sneaky", sneaky)
     with pytest.raises(Exception, match="unsafe|access"):
         library.get("sneaky", RankMode.GENERATE).render({"greeting": "hi"})
+
+
+def test_template_folders_may_be_strings_and_bad_folders_are_named(tmp_path):
+    write_template(tmp_path, "greet", VALID_HEADER + BLOCKS)
+    assert TemplateLibrary([str(tmp_path)]).names() == ["greet"]
+    with pytest.raises(TemplateError, match=r"single path .*pass \["):
+        TemplateLibrary(str(tmp_path))
+    with pytest.raises(TemplateError, match="do not exist"):
+        TemplateLibrary([tmp_path / "absent"])

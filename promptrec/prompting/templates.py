@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,20 @@ class PromptTemplate:
 class TemplateLibrary:
     """Finds templates by name in a list of folders (earlier folders win)."""
 
-    def __init__(self, directories: list[Path] | None = None):
-        self.directories = directories if directories is not None else default_template_dirs()
+    def __init__(self, directories: Sequence[str | Path] | None = None):
+        if isinstance(directories, str | Path):
+            raise TemplateError(
+                f"directories must be a list of folders, got the single path {str(directories)!r}; "
+                f"pass [{str(directories)!r}]"
+            )
+        self.directories = (
+            [Path(directory) for directory in directories]
+            if directories is not None
+            else default_template_dirs()
+        )
+        missing = [str(directory) for directory in self.directories if not directory.is_dir()]
+        if missing:
+            raise TemplateError(f"template folders {missing} do not exist; pass folders of .jinja files")
         self._environment = LimitedSandbox(
             loader=FileSystemLoader(self.directories),
             undefined=StrictUndefined,
