@@ -97,20 +97,74 @@ def test_full_catalogue_protocol_ranks_every_item_and_resumes(tmp_path):
     assert (tmp_path / "metrics.json").read_bytes() == before
 
 
-def test_full_catalogue_refuses_a_ready_candidate_set(tmp_path):
-    ready = tmp_path / "set.jsonl"
-    ready.write_text("")
-    config = build_config(
-        DATASET,
-        methods="itemknn",
+def catalogue_config(dataset: Path, interactions: Path | None, methods: str, limit: int | None = 2):
+    return build_config(
+        dataset,
+        methods=methods,
         protocol=Protocol.FULL_CATALOGUE,
-        interactions=None,
+        interactions=interactions,
         reference=None,
-        limit=2,
+        limit=limit,
         seed=0,
         n_negatives=19,
-        mode=None,
+        mode=RankMode.SCORE,
         llm=LLMOptions(),
     )
-    with pytest.raises(RequestError, match="full-catalogue"):
-        run_evaluation(config.model_copy(update={"dataset": str(ready)}), tmp_path / "run")
+
+
+def test_a_ready_set_needs_its_training_log_and_a_log_needs_none(tmp_path):
+    ready, log = tmp_path / "set.jsonl", tmp_path / "log.inter"
+    ready.write_text("")
+    log.write_text("")
+    with pytest.raises(RequestError, match="needs --interactions"):
+        run_evaluation(catalogue_config(ready, None, "itemknn"), tmp_path / "a")
+    with pytest.raises(RequestError, match="needs no --interactions"):
+        run_evaluation(catalogue_config(DATASET, log, "itemknn"), tmp_path / "b")
+
+
+def test_a_ready_set_keeps_its_targets_and_ranks_its_whole_catalogue(tmp_path):
+    """Games-200 style: the set's users and targets, the training log's histories and item catalogue."""
+    items = [str(n) for n in range(100)]  # 60..99 are in no candidate list, only in the catalogue
+    cases = []
+    for user in range(6):
+        history = [str((user * 5 + step) % 40) for step in range(4)]
+        target = str(40 + user)
+        candidates = [target, *(str(n) for n in range(50, 55))]
+        cases.append((f"u{user}", history, candidates, target))
+    (tmp_path / "set.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "user_id": user,
+                    "history_item_ids": history,
+                    "history_titles": [f"Film {i}" for i in history],
+                    "candidate_item_ids": candidates,
+                    "candidate_titles": [f"Film {i}" for i in candidates],
+                    "target_item_id": target,
+                    "target_title": f"Film {target}",
+                }
+            )
+            + "\n"
+            for user, history, candidates, target in cases
+        )
+    )
+    (tmp_path / "log.item").write_text(
+        "item_id:token\ttitle:token_seq\n" + "".join(f"{i}\tFilm {i}\n" for i in items)
+    )
+    # Training rows end where the case histories end (the last history item is the validation item).
+    (tmp_path / "log.inter").write_text(
+        "user_id:token\titem_id_list:token_seq\titem_id:token\n"
+        + "".join(f"{user}\t{' '.join(history[:-1])}\t{history[-1]}\n" for user, history, _, _ in cases)
+        + "".join(f"other{n}\t{n} {n + 60}\t{n + 61}\n" for n in range(30))
+    )
+
+    config = catalogue_config(tmp_path / "set.jsonl", tmp_path / "log.inter", "popularity", limit=None)
+    metrics = run_evaluation(config, tmp_path / "run")
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "results" / "popularity.jsonl").open()]
+    assert metrics["popularity"]["n"] == len(cases) == len(records)
+    ranked = {item for record in records for item in record["ranked_ids"]}
+    assert ranked - {i for _, _, candidates, _ in cases for i in candidates}  # beyond the candidate lists
+    for record, (_, history, _, _) in zip(records, cases, strict=True):
+        assert len(record["ranked_ids"]) == 20 and not set(record["ranked_ids"]) & set(history)
+    assert "target from the ready set" in (tmp_path / "run" / "report.md").read_text()

@@ -1,7 +1,8 @@
-"""The full-catalogue protocol: leave-one-out targets ranked against every catalogue item.
+"""The full-catalogue protocol: held-out targets ranked against every catalogue item.
 
-Each user's held-out last interaction (by timestamp, then item id) is the target; the candidates are all
-catalogue items outside the user's history (the sampled negatives of the ranking protocol are unused).
+Each user's held-out last interaction (by timestamp, then item id) is the target, or, for a ready set
+with its training log (`--interactions`), each case's own target; the candidates are all catalogue items
+outside the user's history (sampled negatives and ready candidate lists are unused).
 A method returns its top 20; Recall@K (one target: the hit rate) and NDCG@K are computed over that
 list, so an item beyond rank 20 counts as a miss. Methods: a retriever alone (`itemknn`) or a retriever
 shortlisting `--rerank-top` items for the LLM to order (`itemknn+llm`, promptrec.strategies
@@ -53,23 +54,36 @@ def catalogue_methods() -> tuple[str, ...]:
 
 def load_catalogue_task(config: RunConfig) -> RankingTask:
     dataset = Path(config.dataset)
-    if dataset.suffix == ".jsonl" or config.interactions is not None:
+    ready_set = dataset.suffix == ".jsonl"
+    if ready_set != (config.interactions is not None):
         raise RequestError(
-            f"--protocol full-catalogue: {dataset.name} is a ready candidate set, or --interactions is set; "
-            "pass a leave-one-out log (a MovieLens folder or an atomic RecBole .inter) without --interactions"
+            f"--protocol full-catalogue: {dataset.name} needs "
+            + (
+                "--interactions with its training log (e.g. Games-6k.valid.inter), whose catalogue and "
+                "histories the retrievers use; its own candidate lists are not used"
+                if ready_set
+                else "no --interactions: a leave-one-out log (a MovieLens folder, an atomic RecBole .inter) "
+                "trains the retrievers on its own histories"
+            )
         )
     task = load_task(
         dataset,
         Protocol.RANKING,
+        interactions=None if config.interactions is None else Path(config.interactions),
         limit=config.limit,
         n_negatives=config.n_negatives,
         seed=config.seed,
         held_out=config.held_out,
         history_items=config.history_items,
     )
+    targets = (
+        "each case's target from the ready set"
+        if ready_set
+        else "leave-one-out: each user's last interaction by (timestamp, item id) is the target"
+    )
     description = (
-        "full catalogue, leave-one-out: each user's last interaction by (timestamp, item id) is the target, "
-        f"ranked against all {len(task.catalog)} catalogue items minus the user's (shown) history"
+        f"full catalogue, {targets}, ranked against all {len(task.catalog)} catalogue items minus the user's "
+        "(shown) history"
     )
     if config.history_items is not None:
         description += f"; cold start: each case shows only its newest {config.history_items} history items"
