@@ -191,8 +191,9 @@ def _report(task: RankingTask, config: RunConfig, metrics: dict[str, Any], timin
     ]
     if any(name.endswith(LLM_SUFFIX) for name in config.methods):
         lines.append(
-            f"- LLM: backend {config.llm.backend}, model {config.llm.model or 'bundled SmolLM2-135M'}, mode "
-            f"{config.mode}, reranking the retriever's top {config.rerank_top or DEFAULT_RERANK_TOP}"
+            f"- LLM: backend {config.llm.backend}, model {config.llm.model or 'bundled SmolLM2-135M'}, "
+            f"adapter {config.llm.adapter or 'the package default'}, mode {config.mode}, reranking the "
+            f"retriever's top {config.rerank_top or DEFAULT_RERANK_TOP}"
         )
     lines += [
         "- values x100 with percentile-bootstrap 95% CIs; a target outside the top 20 counts as a miss",
