@@ -16,6 +16,7 @@ from promptrec.models import Interaction, Item, RankMode, UserContext
 from promptrec.options import LLMOptions
 from promptrec.retrievers import ItemKNNRetriever
 from promptrec.strategies.retrieve_then_rank import RetrieveThenRank, catalogue_request
+from tests.test_eval_runner import ranking_row, title
 from tests.test_hybrid_fusion import TitleHashRanker
 
 DATASET = Path(__file__).resolve().parent.parent / "promptrec" / "datasets" / "ml-latest-small"
@@ -133,23 +134,12 @@ def test_a_ready_set_keeps_its_targets_and_ranks_its_whole_catalogue(tmp_path):
         cases.append((f"u{user}", history, candidates, target))
     (tmp_path / "set.jsonl").write_text(
         "".join(
-            json.dumps(
-                {
-                    "user_id": user,
-                    "history_item_ids": history,
-                    "history_titles": [f"Film {i}" for i in history],
-                    "candidate_item_ids": candidates,
-                    "candidate_titles": [f"Film {i}" for i in candidates],
-                    "target_item_id": target,
-                    "target_title": f"Film {target}",
-                }
-            )
-            + "\n"
+            ranking_row(user, [int(i) for i in history], [int(i) for i in candidates], int(target)) + "\n"
             for user, history, candidates, target in cases
         )
     )
     (tmp_path / "log.item").write_text(
-        "item_id:token\ttitle:token_seq\n" + "".join(f"{i}\tFilm {i}\n" for i in items)
+        "item_id:token\ttitle:token_seq\n" + "".join(f"{i}\t{title(int(i))}\n" for i in items)
     )
     # Training rows end where the case histories end (the last history item is the validation item).
     (tmp_path / "log.inter").write_text(
