@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from promptrec.adapters import adapter_options
-from promptrec.bundled import bundled_model_dir
 from promptrec.data.llmrank import load_llmrank_cases
 from promptrec.models import RankMode, RankRequest
 from promptrec.prompting.builder import PromptBudget, build_prompts
@@ -45,10 +44,11 @@ RATIOS = [
 ]
 
 
-def bootstrap_token_bound(requests: list[RankRequest], max_history: int, passes: int = 3) -> dict:
+def bootstrap_token_bound(
+    requests: list[RankRequest], formatter: PromptFormatter, max_history: int, passes: int = 3
+) -> dict:
     """Mean prompt tokens, mean tokens common to all of a request's bootstrap passes, and the x3/x1 cost
     ratio if that common prefix were free after its first computation and cost followed prompt tokens."""
-    formatter = PromptFormatter.from_model_dir(bundled_model_dir())
     template = TemplateLibrary().get(None, RankMode.SCORE)
     budget = PromptBudget(max_history_items=max_history)
     totals, shared = [], []
@@ -116,11 +116,12 @@ def main() -> None:
                 )  # warm-up: first-call compilation is not the strategy's cost
             seconds[name] = timed_run(recommender, requests, passes)
             print(f"{name}: {seconds[name]:.1f} s for {len(requests)} users", flush=True)
+        score_requests = [case.to_request(mode=RankMode.SCORE) for case in cases]
+        bound = bootstrap_token_bound(score_requests, recommender.backend.formatter, args.max_history)
     finally:
         recommender.close()
 
     ratios = {label: seconds[top] / seconds[bottom] for label, top, bottom, _ in RATIOS}
-    bound = bootstrap_token_bound([case.to_request(mode=RankMode.SCORE) for case in cases], args.max_history)
     share = bound["shared_tokens"] / bound["prompt_tokens"]
     lines = [
         f"Strategy cost on `{args.backend}`, first {len(cases)} users of {Path(args.dataset).name}, "
