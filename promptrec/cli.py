@@ -138,7 +138,7 @@ def rank(
 
 @app.command()
 @exits_on_error
-@with_llm_options(max_history=20)
+@with_llm_options()
 def demo(
     user: Annotated[
         str | None, typer.Option(help="A MovieLens user id; a fixed example user if unset.")

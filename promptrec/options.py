@@ -38,8 +38,11 @@ class LLMOptions(StrictModel):
     template: str | None = Field(
         default=None, description="Template name in prompts/; the mode's default if unset."
     )
-    max_history: int = Field(
-        default=50, ge=0, description="Newest history items offered to the prompt budget."
+    max_history: int | None = Field(
+        default=None,
+        ge=0,
+        description="Newest history items offered to the prompt budget. Unset: as many as the adapter was "
+        "trained with (10 for the shipped one), else 50.",
     )
     demos: int = Field(
         default=0,
@@ -102,10 +105,13 @@ def load_recommender(options: LLMOptions, *, keep_prompts: bool = False) -> Any:
     from promptrec.prompting.builder import PromptBudget
     from promptrec.recommender import Recommender
 
+    # Unset, the recommender takes the history length the adapter was trained with.
+    history = options.max_history
+    budget = {} if history is None else {"budget": PromptBudget(max_history_items=history)}
     return Recommender.load(
         options.backend,
         options.model,
-        budget=PromptBudget(max_history_items=options.max_history),
+        **budget,
         fallback=options.fallback,
         redact_contacts=options.redact_contacts,
         keep_prompts=keep_prompts,

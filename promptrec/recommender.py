@@ -136,15 +136,20 @@ class Recommender:
         """Build a recommender on a named backend; `model=None` means the bundled SmolLM2.
 
         The bundled model runs with the shipped fine-tuned adapter unless `adapter` is given (`adapter=None`
-        runs it zero-shot).
+        runs it zero-shot). Without a `budget`, an adapter is served with as many history items as its
+        training prompts carried (its card's `max_history`; 10 for the shipped one).
         """
         from promptrec.adapters import default_adapter
+        from promptrec.adapters.card import trained_history_items
         from promptrec.backends.loader import load_backend
 
         if "adapter" not in options and (shipped := default_adapter(backend, model)) is not None:
             options["adapter"] = shipped
         elif options.get("adapter", "") is None:
             del options["adapter"]
+        trained_items = trained_history_items(options["adapter"]) if "adapter" in options else None
+        if "budget" not in options and trained_items is not None:
+            options["budget"] = PromptBudget(max_history_items=trained_items)
         recommender_options = {
             name: options.pop(name)
             for name in (

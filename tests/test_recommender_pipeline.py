@@ -3,7 +3,14 @@
 import json
 import re
 
+import pytest
+
 from promptrec import Item, ItemSource, ParseStatus, RankMode, RankRequest, Recommender, UserContext
+from promptrec.adapters import DEFAULT_ADAPTER
+from promptrec.adapters.card import read_card
+from promptrec.backends import loader
+from promptrec.options import LLMOptions, load_recommender
+from promptrec.prompting.builder import PromptBudget
 from promptrec.prompting.constraints import answer_constraint
 from promptrec.prompting.contract import OutputContract, OutputFormat
 from tests.fake_backend import ScriptedBackend
@@ -87,3 +94,22 @@ def test_rank_many_keeps_order_across_modes_and_reports_each_result():
     assert [r.diagnostics.mode for r in results] == [RankMode.GENERATE, RankMode.SCORE, RankMode.POINTWISE]
     assert results[0].item_ids[0] == "id4"
     assert sorted(seen) == [0, 1, 2]
+
+
+def test_an_adapter_is_served_with_the_history_length_it_was_trained_on(monkeypatch, tmp_path):
+    """The shipped adapter's card records 10 history items: served so unless the caller sets a budget."""
+    monkeypatch.setattr(loader, "load_backend", lambda name, model, **options: ScriptedBackend())
+    trained_items = read_card(DEFAULT_ADAPTER).data["max_history"]
+    assert trained_items != PromptBudget().max_history_items  # else this test could not tell them apart
+
+    assert Recommender.load().budget.max_history_items == trained_items
+    assert Recommender.load(adapter=None).budget.max_history_items == PromptBudget().max_history_items
+    own = Recommender.load(budget=PromptBudget(max_history_items=3))
+    assert own.budget.max_history_items == 3
+    assert load_recommender(LLMOptions()).budget.max_history_items == trained_items
+    assert load_recommender(LLMOptions(max_history=30)).budget.max_history_items == 30
+    uncarded = tmp_path / "adapter"
+    uncarded.mkdir()
+    assert Recommender.load(adapter=uncarded).budget.max_history_items == PromptBudget().max_history_items
+    with pytest.raises(ValueError):
+        LLMOptions(max_history=-1)
