@@ -1,7 +1,8 @@
 """Paired difference of one method between two `promptrec eval` runs over the same cases.
 
 `promptrec eval` pairs methods inside one run; a strategy measured as a separate run (demonstrations,
-bootstrap, another adapter) is compared with its plain run here, case by case, with the same statistics:
+bootstrap, another adapter) is compared with its plain run here, case by case, with the same statistics.
+It reads the per-case `results/` folders, which stay where the runs were made (they are not committed):
 
     python evals/paired_runs.py evals/reports/ml-heldout-pointwise-demos-self \
         evals/reports/ml-heldout-pointwise-hints --method llm --metric ndcg@10
