@@ -28,10 +28,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Prompt-drive
 stderr = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-ModeOption = Annotated[
-    RankMode, typer.Option(help="generate: the model writes a list; score / pointwise: log-probs.")
-]
-
 
 def exits_on_error(command: F) -> F:
     """Print a PromptrecError as one clear message on stderr and exit with its code."""
@@ -95,7 +91,8 @@ def rank(
         RankMode | None,
         typer.Option(
             help="generate: the model writes a list; score / pointwise: log-probs. Default: the "
-            "request's own mode, else generate."
+            "request's own mode, else the adapter's training mode (pointwise for the shipped adapter), else "
+            "generate."
         ),
     ] = None,
     k: Annotated[int | None, typer.Option(min=1, help="Return the top k only.")] = None,
@@ -126,9 +123,7 @@ def rank(
         if user is None:
             raise RequestError("--user is required with --dataset")
         loaded = load_dataset(dataset)
-        rank_request = loaded.case_for_user(user).to_request(
-            mode=mode or RankMode.GENERATE, template=llm.template, k=k
-        )
+        rank_request = loaded.case_for_user(user).to_request(mode=mode, template=llm.template, k=k)
     ranked = make_ranker(llm, loaded, keep_prompts=show_prompt).rank_many([rank_request])[0]
     for number, prompt in enumerate(ranked.diagnostics.prompts or [], start=1):
         typer.echo(f"----- prompt {number} (verbatim, chat template applied) -----\n{prompt}", err=True)
@@ -143,7 +138,12 @@ def demo(
     user: Annotated[
         str | None, typer.Option(help="A MovieLens user id; a fixed example user if unset.")
     ] = None,
-    mode: ModeOption = RankMode.SCORE,
+    mode: Annotated[
+        RankMode | None,
+        typer.Option(
+            help="Default: the adapter's training mode (pointwise for the shipped one), else score."
+        ),
+    ] = None,
     *,
     llm: LLMOptions,
 ) -> None:

@@ -21,7 +21,10 @@ DEMO_USER = "1"
 HISTORY_SHOWN = 10
 
 
-def run_demo(ranker: Ranker, user: str | None = None, mode: RankMode = RankMode.SCORE) -> None:
+def run_demo(ranker: Ranker, user: str | None = None, mode: RankMode | None = None) -> None:
+    """Rank one user's candidates and show them; `mode=None`: the mode the ranker's adapter was trained
+    for (pointwise for the shipped adapter), else score mode."""
+    mode = mode or getattr(ranker, "default_mode", None) or RankMode.SCORE
     console = Console()
     dataset = load_dataset(DEMO_DATASET)
     case = dataset.case_for_user(user or DEMO_USER)

@@ -126,6 +126,12 @@ class RankRequest(StrictModel):
         "use them (listwise_score_hints, pointwise_yesno_hints) as quoted data.",
     )
 
+    def with_default_mode(self, mode: RankMode | None) -> RankRequest:
+        """This request in `mode` if it names neither a mode nor a template (an explicit choice wins)."""
+        if mode is None or "mode" in self.model_fields_set or self.template is not None:
+            return self
+        return self.model_copy(update={"mode": mode})
+
     @model_validator(mode="after")
     def _check_ids(self) -> RankRequest:
         seen: set[str] = set()
@@ -266,13 +272,15 @@ class RankingCase(StrictModel):
         )
 
     def to_request(
-        self, mode: RankMode = RankMode.GENERATE, template: str | None = None, k: int | None = None
+        self, mode: RankMode | None = None, template: str | None = None, k: int | None = None
     ) -> RankRequest:
+        """The case as a request; without `mode` the request names none, so the ranker's default applies."""
+        named_mode = {} if mode is None else {"mode": mode}
         return RankRequest(
             user=self.user,
             candidates=self.candidates,
             history_items=self.history_items,
-            mode=mode,
             template=template,
             k=k,
+            **named_mode,
         )

@@ -132,6 +132,7 @@ def build_llm_ranker(
     (training data only); `recommender` replaces the loaded one (tests inject a scripted backend);
     `keep_prompts` puts the verbatim prompts in each answer's diagnostics."""
     ranker: Ranker = recommender or load_recommender(options, keep_prompts=keep_prompts)
+    default_mode = getattr(ranker, "default_mode", None)  # the mode the LLM's adapter was trained for
     if options.demos:
         from promptrec.strategies.demos import DemoPool, DemoRanker
 
@@ -141,4 +142,8 @@ def build_llm_ranker(
         from promptrec.strategies.bootstrap import BootstrapRanker
 
         ranker = BootstrapRanker(ranker, passes=options.bootstrap, seed=seed)
+    if default_mode is not None and (options.demos or options.bootstrap > 1):
+        from promptrec.ranker import DefaultModeRanker
+
+        ranker = DefaultModeRanker(ranker, default_mode)
     return ranker

@@ -67,3 +67,20 @@ class RetrieverRanker:
             sources=[ItemSource.RETRIEVER] * len(ranked),
             diagnostics=Diagnostics(backend=f"retriever:{self.retriever.name}", mode=request.mode),
         )
+
+
+class DefaultModeRanker:
+    """Puts a request that names no mode (nor template) in `default_mode` before the strategies it wraps
+    see it, so demonstrations and shuffles are built for the mode the LLM will rank in."""
+
+    def __init__(self, ranker: Ranker, default_mode: RankMode):
+        self.ranker = ranker
+        self.default_mode = default_mode
+        self.name = ranker.name
+
+    def rank_many(
+        self, requests: Sequence[RankRequest], on_result: ResultCallback | None = None
+    ) -> list[RankedList]:
+        return self.ranker.rank_many(
+            [request.with_default_mode(self.default_mode) for request in requests], on_result
+        )

@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptrec.aggregate import assemble_ranked_list, rank_by_scores
@@ -94,6 +95,8 @@ class Recommender:
         request_limits: size, nesting and candidate-count limits every request is validated against.
         redact_contacts: replace e-mail addresses and phone numbers in the user's request and preferences
             by placeholders before they reach the prompt.
+        default_mode: the mode of a request that names neither a mode nor a template (generate if None);
+            `load` sets the adapter's training mode.
     """
 
     name = "llm"
@@ -111,6 +114,7 @@ class Recommender:
         keep_prompts: bool = False,
         request_limits: RequestLimits = DEFAULT_LIMITS,
         redact_contacts: bool = False,
+        default_mode: RankMode | None = None,
     ):
         if fallback not in FALLBACK_CHOICES:
             raise RequestError(f"fallback={fallback!r} is not one of {FALLBACK_CHOICES}")
@@ -119,6 +123,7 @@ class Recommender:
         self.keep_prompts = keep_prompts
         self.request_limits = request_limits
         self.redact_contacts = redact_contacts
+        self.default_mode = default_mode
         self.backend = backend
         self.templates = templates or TemplateLibrary()
         self.budget = budget or PromptBudget()
@@ -136,24 +141,30 @@ class Recommender:
         """Build a recommender on a named backend; `model=None` means the bundled SmolLM2.
 
         The bundled model runs with the shipped fine-tuned adapter unless `adapter` is given (`adapter=None`
-        runs it zero-shot). Without a `budget`, an adapter is served with as many history items as its
-        training prompts carried (its card's `max_history`; 10 for the shipped one).
+        runs it zero-shot). An adapter with a card is served as it was trained unless told otherwise: a
+        request naming no mode (nor template) is ranked in the adapter's mode (pointwise for the shipped
+        one), and without a `budget` the history holds as many items as its training prompts (10).
         """
         from promptrec.adapters import default_adapter
-        from promptrec.adapters.card import trained_history_items
+        from promptrec.adapters.card import read_card
         from promptrec.backends.loader import load_backend
 
         if "adapter" not in options and (shipped := default_adapter(backend, model)) is not None:
             options["adapter"] = shipped
         elif options.get("adapter", "") is None:
             del options["adapter"]
-        trained_items = trained_history_items(options["adapter"]) if "adapter" in options else None
-        if "budget" not in options and trained_items is not None:
-            options["budget"] = PromptBudget(max_history_items=trained_items)
+        # A prompt trained on is exactly a prompt served: the adapter's mode and history length are the
+        # defaults (the shipped adapter answers pointwise Yes/No over 10 history items).
+        card = read_card(Path(options["adapter"])) if "adapter" in options else None
+        if card is not None:
+            options.setdefault("default_mode", RankMode(card.mode))
+            if "max_history" in card.data:
+                options.setdefault("budget", PromptBudget(max_history_items=card.data["max_history"]))
         recommender_options = {
             name: options.pop(name)
             for name in (
                 "budget",
+                "default_mode",
                 "constrained",
                 "batch_size",
                 "fallback",
@@ -182,7 +193,10 @@ class Recommender:
     ) -> Generator[list[Group], list[list[RankedList]], list[RankedList]]:
         """The batching as a plan: yields each chunk's groups (one mode and template each), receives their
         rankings, and returns one ranking per request, in order."""
-        validated = [parse_request(request, self.request_limits) for request in requests]
+        validated = [
+            parse_request(request, self.request_limits).with_default_mode(self.default_mode)
+            for request in requests
+        ]
         results: list[RankedList | None] = [None] * len(validated)
         indices = iter(range(len(validated)))
         while chunk := list(islice(indices, self.batch_size)):

@@ -9,7 +9,7 @@ from promptrec import Item, ItemSource, ParseStatus, RankMode, RankRequest, Reco
 from promptrec.adapters import DEFAULT_ADAPTER
 from promptrec.adapters.card import read_card
 from promptrec.backends import loader
-from promptrec.options import LLMOptions, load_recommender
+from promptrec.options import LLMOptions, build_llm_ranker, load_recommender
 from promptrec.prompting.builder import PromptBudget
 from promptrec.prompting.constraints import answer_constraint
 from promptrec.prompting.contract import OutputContract, OutputFormat
@@ -96,20 +96,54 @@ def test_rank_many_keeps_order_across_modes_and_reports_each_result():
     assert sorted(seen) == [0, 1, 2]
 
 
-def test_an_adapter_is_served_with_the_history_length_it_was_trained_on(monkeypatch, tmp_path):
-    """The shipped adapter's card records 10 history items: served so unless the caller sets a budget."""
+def test_an_adapter_is_served_as_it_was_trained(monkeypatch, tmp_path):
+    """The shipped adapter's card says pointwise over 10 history items: a request naming no mode is ranked
+    pointwise and the history holds 10 items, unless the caller chooses otherwise."""
     monkeypatch.setattr(loader, "load_backend", lambda name, model, **options: ScriptedBackend())
-    trained_items = read_card(DEFAULT_ADAPTER).data["max_history"]
-    assert trained_items != PromptBudget().max_history_items  # else this test could not tell them apart
+    card = read_card(DEFAULT_ADAPTER)
+    trained_mode, trained_items = RankMode(card.mode), card.data["max_history"]
+    assert trained_mode is not RankMode.GENERATE  # else this test could not tell them apart
+    assert trained_items != PromptBudget().max_history_items
 
-    assert Recommender.load().budget.max_history_items == trained_items
-    assert Recommender.load(adapter=None).budget.max_history_items == PromptBudget().max_history_items
-    own = Recommender.load(budget=PromptBudget(max_history_items=3))
-    assert own.budget.max_history_items == 3
+    shipped = Recommender.load()
+    assert (shipped.default_mode, shipped.budget.max_history_items) == (trained_mode, trained_items)
+    unnamed = {
+        "user": {"request": "co-op"},
+        "candidates": [{"id": "a", "title": "A"}, {"id": "b", "title": "B"}],
+    }
+    assert shipped.rank(unnamed).diagnostics.mode is trained_mode
+    assert shipped.rank({**unnamed, "mode": "score"}).diagnostics.mode is RankMode.SCORE
+    assert shipped.rank({**unnamed, "template": "listwise_generate"}).diagnostics.mode is RankMode.GENERATE
+
+    zero_shot = Recommender.load(adapter=None)
+    assert (zero_shot.default_mode, zero_shot.budget.max_history_items) == (
+        None,
+        PromptBudget().max_history_items,
+    )
+    assert zero_shot.rank(unnamed).diagnostics.mode is RankMode.GENERATE
+    assert Recommender.load(budget=PromptBudget(max_history_items=3)).budget.max_history_items == 3
     assert load_recommender(LLMOptions()).budget.max_history_items == trained_items
     assert load_recommender(LLMOptions(max_history=30)).budget.max_history_items == 30
     uncarded = tmp_path / "adapter"
     uncarded.mkdir()
-    assert Recommender.load(adapter=uncarded).budget.max_history_items == PromptBudget().max_history_items
+    assert Recommender.load(adapter=uncarded).default_mode is None
     with pytest.raises(ValueError):
         LLMOptions(max_history=-1)
+
+
+def test_strategies_see_the_mode_the_adapter_will_rank_in():
+    """Demonstrations are built for the mode the LLM ranks in: one candidate each in pointwise mode."""
+    backend = ScriptedBackend()
+    recommender = Recommender(backend, default_mode=RankMode.POINTWISE)
+    histories = {"t1": ["id0", "id1", "id2"], "t2": ["id3", "id4", "id2"]}
+    ranker = build_llm_ranker(
+        LLMOptions(demos=1, demo_selector="random"),
+        recommender=recommender,
+        train_histories=histories,
+        catalog={item.id: item for item in CANDIDATES},
+    )
+    ranked = ranker.rank_many([RankRequest(user=UserContext(request="co-op"), candidates=CANDIDATES[:3])])[0]
+    assert ranked.diagnostics.mode is RankMode.POINTWISE
+    assert len(backend.prompts_seen) == 3  # one Yes/No question per candidate
+    # Each prompt holds a pointwise demonstration (one question, answered) before its own question.
+    assert all(prompt.count("Will the user like this item") == 2 for prompt in backend.prompts_seen)

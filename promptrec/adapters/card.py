@@ -51,13 +51,6 @@ def read_card(folder: Path) -> AdapterCard | None:
         raise BackendError(f"adapter card {path} is invalid ({exc}); re-train or delete the file") from exc
 
 
-def trained_history_items(adapter_dir: str | Path) -> int | None:
-    """How many history items the adapter's training prompts carried (None without a card that says):
-    served at the same length, a prompt trained on is exactly a prompt served."""
-    card = read_card(Path(adapter_dir))
-    return card.data.get("max_history") if card is not None else None
-
-
 def base_model_sha256(model_dir: str | Path) -> str:
     """Identity of a base model: its config.json without the keys that vary between saves of one model."""
     path = Path(model_dir) / "config.json"
