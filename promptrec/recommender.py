@@ -153,13 +153,8 @@ class Recommender:
             options["adapter"] = shipped
         elif options.get("adapter", "") is None:
             del options["adapter"]
-        # A prompt trained on is exactly a prompt served: the adapter's mode and history length are the
-        # defaults (the shipped adapter answers pointwise Yes/No over 10 history items).
         card = read_card(Path(options["adapter"])) if "adapter" in options else None
-        if card is not None:
-            options.setdefault("default_mode", RankMode(card.mode))
-            if "max_history" in card.data:
-                options.setdefault("budget", PromptBudget(max_history_items=card.data["max_history"]))
+        options = (card.serving_options() if card is not None else {}) | options  # the caller's choice wins
         recommender_options = {
             name: options.pop(name)
             for name in (

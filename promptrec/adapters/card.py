@@ -37,6 +37,17 @@ class AdapterCard(BaseModel):
     training: dict[str, Any]
     metrics: dict[str, Any]
 
+    def serving_options(self) -> dict[str, Any]:
+        """Recommender options that serve the adapter as it was trained: a prompt trained on is exactly a
+        prompt served (the shipped adapter answers pointwise Yes/No over 10 history items)."""
+        from promptrec.models import RankMode
+        from promptrec.prompting.builder import PromptBudget
+
+        options: dict[str, Any] = {"default_mode": RankMode(self.mode)}
+        if "max_history" in self.data:
+            options["budget"] = PromptBudget(max_history_items=self.data["max_history"])
+        return options
+
     def write(self, folder: Path) -> None:
         (folder / CARD_FILENAME).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
 
