@@ -122,7 +122,66 @@ def test_resume_continues_from_the_checkpoint_instead_of_restarting(
     )
     with pytest.raises(RequestError, match="other options"):
         trainer(6, lr=1e-3).fit(examples, None, tmp_path / "resumed")
+    with pytest.raises(RequestError, match="trained on other examples"):  # e.g. another --samples
+        trainer(6).fit(examples[:4], None, tmp_path / "resumed")
     assert (tmp_path / "resumed" / CARD_FILENAME).exists() is False  # cards come from `promptrec finetune`
+
+
+def test_a_run_started_from_an_adapter_begins_where_that_adapter_ends(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    examples = movielens_examples(TransformersBackend(tiny_llama_dir).formatter, 8)
+    prompts, labels = [e.prompt for e in examples], list(examples[0].labels)
+    config = TrainConfig(lr=1e-2, batch_size=4, max_steps=2, lora_dropout=0.0)
+    LoraTrainer(TransformersBackend(tiny_llama_dir), config, BUDGET).fit(examples, None, tmp_path / "first")
+    first = TransformersBackend(tiny_llama_dir, adapter=tmp_path / "first").next_token_logprobs(
+        prompts, labels
+    )
+    base = TransformersBackend(tiny_llama_dir).next_token_logprobs(prompts, labels)
+
+    continued = LoraTrainer(
+        TransformersBackend(tiny_llama_dir), config, BUDGET, start_from=tmp_path / "first"
+    )
+    continued.model.eval()
+    start = torch.tensor(continued.backend.next_token_logprobs(prompts, labels))
+    torch.testing.assert_close(start, torch.tensor(first))
+    assert (start - torch.tensor(base)).abs().max() > 1e-3
+    with pytest.raises(RequestError, match="LoRA shape differs.*'r': \\(8, 4\\)"):
+        LoraTrainer(
+            TransformersBackend(tiny_llama_dir),
+            config.model_copy(update={"lora_r": 4}),
+            BUDGET,
+            start_from=tmp_path / "first",
+        )
+
+
+def test_the_card_of_a_continued_adapter_records_where_it_started(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    def finetune(out: str, **options: object) -> None:
+        run_finetune(
+            DEMO_DATASET,
+            tmp_path / out,
+            model=str(tiny_llama_dir),
+            samples=8,
+            max_history=2,
+            validation_users=0,
+            **options,  # type: ignore[arg-type]
+        )
+
+    finetune("first", config=TrainConfig(lr=1e-2, max_steps=1), command="promptrec finetune first")
+    finetune("second", config=TrainConfig(lr=1e-3, max_steps=1), start_from=tmp_path / "first")
+    first, second = read_card(tmp_path / "first"), read_card(tmp_path / "second")
+    assert first is not None and second is not None
+    started = second.training["started_from"]
+    assert started["adapter"] == "first" and started["command"] == "promptrec finetune first"
+    assert started["data"] == first.data and started["weights_sha256"] == second.training["start_from_sha256"]
+    with pytest.raises(RequestError, match="trained for objective 'pointwise'"):
+        finetune(
+            "listwise",
+            config=TrainConfig(objective=Objective.LISTWISE, max_steps=1),
+            start_from=tmp_path / "first",
+        )
 
 
 class ScriptedValidation:

@@ -19,6 +19,7 @@ from promptrec.training.examples import (
     TrainingExample,
     build_examples,
     check_no_evaluation_leak,
+    examples_sha256,
     leave_one_out_prefixes,
     question_examples,
     shuffled,
@@ -30,13 +31,6 @@ if TYPE_CHECKING:  # torch loads only when a command trains: `promptrec --help` 
     from promptrec.prompting.templates import PromptTemplate
     from promptrec.training.trainer import TrainConfig, TrainState
     from promptrec.training.validation import Validation
-
-
-def examples_sha256(examples: list[TrainingExample]) -> str:
-    digest = hashlib.sha256()
-    for example in examples:
-        digest.update(f"{example.prompt}\x00{example.labels}\x00{example.target}\x01".encode())
-    return digest.hexdigest()
 
 
 def _name_base_model(folder: Path, name: str) -> None:
@@ -157,9 +151,14 @@ def run_finetune(
     n_candidates: int = 20,
     validation_users: int = 40,
     config: TrainConfig | None = None,
+    start_from: Path | None = None,
     command: str = "",
 ) -> TrainState:
-    """Build examples, train, and write the best adapter with its card into `out`."""
+    """Build examples, train, and write the best adapter with its card into `out`.
+
+    `start_from` continues an adapter of the same base model, objective, template and LoRA shape on this
+    run's examples (a fresh optimizer); its card is kept in the new card under `training.started_from`.
+    """
     import torch
 
     from promptrec.backends.loader import resolve_model
@@ -179,6 +178,10 @@ def run_finetune(
         model_dir, device="cuda" if cuda else "cpu", quantization="4bit" if cuda else None, seed=config.seed
     )
     chosen = TemplateLibrary().get(template, objective.mode)
+    started_from = None
+    if start_from is not None:
+        started_from = _starting_adapter(start_from, model_dir, objective, chosen.name)
+        config = config.model_copy(update={"start_from_sha256": started_from["weights_sha256"]})
     budget = PromptBudget(max_history_items=max_history)
     if detect_protocol(dataset) is Protocol.TALLREC:
         data = _question_data(
@@ -204,7 +207,7 @@ def run_finetune(
             config=config,
         )
     print(data.summary, file=sys.stderr, flush=True)
-    trainer = LoraTrainer(backend, config, budget)
+    trainer = LoraTrainer(backend, config, budget, start_from=start_from)
 
     def write_card(folder: Path, state: TrainState) -> None:
         zero_shot = state.validations[0][1] if state.validations else None
@@ -232,6 +235,7 @@ def run_finetune(
                 "tokens": state.tokens,
                 "tokens_per_second": round(state.tokens / state.seconds, 1) if state.seconds else None,
                 "peak_rss_mib": round(peak_memory_mib(), 1),
+                **({"started_from": started_from} if started_from else {}),
             },
             metrics={
                 "validation_metric": data.validation.description if data.validation else None,
@@ -245,6 +249,25 @@ def run_finetune(
     if (out / "adapter_model.safetensors").is_file():
         write_card(out, state)  # final figures (time, tokens/s, memory) beside the best adapter's weights
     return state
+
+
+def _starting_adapter(folder: Path, model_dir: str, objective: Objective, template: str) -> dict[str, Any]:
+    """What the new card records of the adapter a run starts from; refuses one trained for something else."""
+    from promptrec.adapters.card import WEIGHTS_FILENAME, check_adapter, read_card
+
+    check_adapter(folder, model_dir)  # the same base model, weights present and not all zero
+    card = read_card(folder)
+    if card is not None and (card.objective, card.template) != (objective.value, template):
+        raise RequestError(
+            f"--start-from {folder} was trained for objective {card.objective!r} with template "
+            f"{card.template!r}, not {objective.value!r} with {template!r}; pass its --objective and "
+            "--template"
+        )
+    weights = hashlib.sha256((folder / WEIGHTS_FILENAME).read_bytes()).hexdigest()
+    record: dict[str, Any] = {"adapter": folder.name, "weights_sha256": weights}
+    if card is not None:
+        record |= {"command": card.command, "data": card.data, "steps": card.training.get("steps")}
+    return record
 
 
 def finetune_command(
@@ -294,6 +317,13 @@ def finetune_command(
         str | None, typer.Option(help="Local base model folder; the bundled model if unset.")
     ] = None,
     template: Annotated[str | None, typer.Option(help="Template; the objective's default if unset.")] = None,
+    start_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Adapter folder to continue training from, on this run's data with a fresh optimizer "
+            "(same base model, objective and LoRA shape)."
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune a LoRA adapter (QLoRA 4-bit on CUDA) on a labelled log; evaluation users never train."""
     from promptrec.training.trainer import TrainConfig
@@ -326,6 +356,7 @@ def finetune_command(
         max_history=max_history,
         validation_users=validation_users,
         config=config,
+        start_from=start_from,
         command=shlex.join(["promptrec", *sys.argv[1:]]),
     )
     summary: dict[str, Any] = {

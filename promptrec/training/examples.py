@@ -10,6 +10,7 @@ prompt position (Yes/No for pointwise, the candidate labels for listwise score m
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -195,3 +196,11 @@ def shuffled(examples: Sequence[TrainingExample], seed: int) -> list[TrainingExa
     order = list(examples)
     random.Random(seed).shuffle(order)
     return order
+
+
+def examples_sha256(examples: Iterable[TrainingExample]) -> str:
+    """Fingerprint of a training set, in order: what an adapter card records and a resumed run must match."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(f"{example.prompt}\x00{example.labels}\x00{example.target}\x01".encode())
+    return digest.hexdigest()

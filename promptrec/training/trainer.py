@@ -9,7 +9,9 @@ LlamaRec's recipe); on CPU it trains in float32.
 `out/` holds the adapter of the best validated step (adapter files + promptrec_adapter.json; the base
 model's step-0 score is kept in the history as a reference, never chosen), `history.json`, `curves.png` and
 `checkpoint/` (adapter, optimizer, step and RNG states). Re-running with the same `out/` resumes from the
-checkpoint: the same examples in the same order, continuing at the saved step.
+checkpoint: the same examples in the same order, continuing at the saved step (other examples are refused).
+A run may instead start from an existing adapter's weights (`start_from`), with a fresh optimizer: more
+training on new data for an adapter that is already good.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from promptrec.errors import RequestError
 from promptrec.prompting.builder import PromptBudget
-from promptrec.training.examples import Objective, TrainingExample, shuffled
+from promptrec.training.examples import Objective, TrainingExample, examples_sha256, shuffled
 from promptrec.training.validation import Validation
 
 CHECKPOINT_DIR = "checkpoint"
@@ -74,6 +76,9 @@ class TrainConfig(BaseModel):
     seed: int = 0
     threads: int | None = Field(default=None, ge=1)
     quantize_4bit: bool = False  # QLoRA: only on CUDA (bitsandbytes' 4-bit training kernels)
+    start_from_sha256: str | None = Field(
+        default=None, description="Weights of the adapter the run started from (None: a fresh LoRA)."
+    )
 
 
 @dataclass
@@ -137,9 +142,12 @@ class LoraTrainer:
         backend: a TransformersBackend on the base model (its model is wrapped in place).
         config: the training options.
         budget: the prompt budget the validation cases are ranked with (as the examples were built).
+        start_from: an adapter folder of the same LoRA shape whose weights training starts from.
     """
 
-    def __init__(self, backend: Any, config: TrainConfig, budget: PromptBudget):
+    def __init__(
+        self, backend: Any, config: TrainConfig, budget: PromptBudget, start_from: Path | None = None
+    ):
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
         from promptrec.recommender import Recommender
@@ -161,6 +169,8 @@ class LoraTrainer:
         )
         torch.manual_seed(config.seed)
         self.model = get_peft_model(base, lora)
+        if start_from is not None:
+            _load_start_weights(self.model, lora, start_from)
         backend.model = self.model
         self.recommender = Recommender(backend, budget=budget)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -182,6 +192,7 @@ class LoraTrainer:
         if not examples:
             raise RequestError("no training examples; check --dataset, --samples and the user split")
         out.mkdir(parents=True, exist_ok=True)
+        self._examples_sha256 = examples_sha256(examples)
         state = self._resume(out)
         config = self.config
         total = steps_per_epoch(len(examples), config.batch_size) * config.epochs
@@ -270,6 +281,7 @@ class LoraTrainer:
                     "numpy": np.random.get_state(),
                 },
                 "config": self.config.model_dump(mode="json"),
+                "examples_sha256": self._examples_sha256,
             },
             partial / STATE_FILE,
         )
@@ -302,6 +314,12 @@ class LoraTrainer:
                 f"--out {out} holds a checkpoint trained with other options (saved, now): {changed}; "
                 "re-run with the same options to resume, or pass a new --out"
             )
+        if saved.get("examples_sha256", self._examples_sha256) != self._examples_sha256:
+            raise RequestError(
+                f"--out {out} holds a checkpoint trained on other examples (the dataset, --samples, "
+                "--prefixes-per-user, --max-history or --seed changed); re-run with the same data to resume, "
+                "pass a new --out, or continue from its adapter with --start-from"
+            )
         weights = load_file(str(out / CHECKPOINT_DIR / "adapter" / "adapter_model.safetensors"))
         set_peft_model_state_dict(self.model, weights)
         self.optimizer.load_state_dict(saved["optimizer"])
@@ -312,6 +330,32 @@ class LoraTrainer:
         state.stopped = ""  # the budget options may have changed: the loop decides again whether to go on
         print(f"resuming from step {state.step} of {out}", file=sys.stderr, flush=True)
         return state
+
+
+def _load_start_weights(model: Any, lora: Any, folder: Path) -> None:
+    """Copy an adapter's weights into the freshly wrapped model; RequestError if its LoRA shape differs."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    saved = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    wanted = {
+        "r": lora.r,
+        "lora_alpha": lora.lora_alpha,
+        "target_modules": sorted(lora.target_modules),
+        "layers_to_transform": lora.layers_to_transform,
+    }
+    found = {key: saved.get(key) for key in wanted}
+    found["target_modules"] = sorted(found["target_modules"] or [])
+    differ = {key: (found[key], wanted[key]) for key in wanted if found[key] != wanted[key]}
+    if differ:
+        raise RequestError(
+            f"--start-from {folder}: its LoRA shape differs from this run's (adapter, run): {differ}; "
+            "pass the adapter's --lora-r, --alpha and --lora-layers"
+        )
+    weights = load_file(str(folder / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, {name: tensor.float() for name, tensor in weights.items()})
+    if result.unexpected_keys:
+        raise RequestError(f"--start-from {folder}: weights {result.unexpected_keys[:3]} fit no LoRA layer")
 
 
 def _top_layers(model: Any, count: int | None) -> list[int] | None:

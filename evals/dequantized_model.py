@@ -1,0 +1,91 @@
+"""Write the bundled model as bitsandbytes quantizes it (NF4 or int8), stored back in float32.
+
+bitsandbytes' CPU kernels run the 4-bit model at ~77 s per Games user (float32: 2.4 s), so a Games-200
+comparison of the 4-bit model against float32 would take over four hours here. A quantized linear layer
+computes with its dequantized weights, so the same model with those weights written out in float32 scores
+as the quantized model does, at float32 speed, up to rounding: bitsandbytes' CPU path also rounds its
+products to bfloat16, which moves a score by a few hundredths. This script makes that copy and checks the claim: it ranks
+the first `--check` cases of a dataset with the real bitsandbytes model and with the copy (adapter applied
+to both), reports how far the scores are apart and whether the orderings agree, and fails if any
+candidate's score differs by more than `--tolerance`. Then evaluate the copy:
+
+    python evals/dequantized_model.py ../runs/smollm2-nf4 --quantization 4bit \
+      --dataset ../shared/data/llmrank-games/games200_random_cands20.jsonl \
+      --interactions ../shared/data/llmrank-games/Games-6k.valid.inter --adapter ../runs/games-pointwise-v3
+    promptrec eval --model ../runs/smollm2-nf4 --adapter ../runs/games-pointwise-v3 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from promptrec.backends.transformers_backend import TransformersBackend
+from promptrec.bundled import bundled_model_dir
+from promptrec.evaluation.protocols import load_task
+from promptrec.models import RankMode
+from promptrec.prompting.builder import PromptBudget
+from promptrec.recommender import Recommender
+
+# The source's own config too: the copy is the same model, and adapters check the base by its config.
+SOURCE_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "generation_config.json",
+)
+
+
+def write_dequantized(quantization: str, out: Path) -> None:
+    source = bundled_model_dir()
+    model = TransformersBackend(source, quantization=quantization).model
+    model.dequantize()  # float weights holding exactly the quantized values
+    if out.exists():
+        shutil.rmtree(out)
+    model.save_pretrained(str(out))
+    for name in SOURCE_FILES:
+        if (source / name).is_file():
+            shutil.copy(source / name, out / name)
+
+
+def rankings(backend: TransformersBackend, requests: list, max_history: int) -> list[dict[str, float]]:
+    """Each case's candidate scores in ranked order."""
+    recommender = Recommender(backend, budget=PromptBudget(max_history_items=max_history))
+    ranked = [recommender.rank(request) for request in requests]
+    return [dict(zip(answer.item_ids, answer.scores or [], strict=True)) for answer in ranked]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--quantization", choices=["4bit", "8bit"], default="4bit")
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--interactions", type=Path)
+    parser.add_argument("--adapter", type=Path)
+    parser.add_argument("--max-history", type=int, default=10)
+    parser.add_argument("--check", type=int, default=2, help="Cases ranked by both models.")
+    # bitsandbytes' CPU path also rounds each product to bfloat16 (the copy computes in float32): the
+    # scores move by a few hundredths even though the weights are the same.
+    parser.add_argument("--tolerance", type=float, default=0.1)
+    args = parser.parse_args()
+
+    write_dequantized(args.quantization, args.out)
+    task = load_task(args.dataset, interactions=args.interactions, limit=args.check)
+    requests = [case.to_request(mode=RankMode.POINTWISE) for case in task.cases]
+    quantized = TransformersBackend(bundled_model_dir(), quantization=args.quantization, adapter=args.adapter)
+    expected = rankings(quantized, requests, args.max_history)
+    got = rankings(TransformersBackend(args.out, adapter=args.adapter), requests, args.max_history)
+    gap = max(abs(copy[item] - real[item]) for copy, real in zip(got, expected, strict=True) for item in real)
+    same_order = sum(list(copy) == list(real) for copy, real in zip(got, expected, strict=True))
+    print(
+        f"{args.out}: {args.quantization} weights in float32; over {len(requests)} cases the largest gap "
+        f"in score to bitsandbytes is {gap:.4f}, and {same_order} rank the candidates in the same order"
+    )
+    if gap > args.tolerance:
+        raise SystemExit(f"the copy does not score like the {args.quantization} model (gap {gap:.4f})")
+
+
+if __name__ == "__main__":
+    main()
