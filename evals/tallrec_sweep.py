@@ -72,19 +72,19 @@ def published_points() -> list[tuple[int, float]]:
 def markdown(points: list[dict[str, Any]]) -> str:
     published = dict(published_points())
     lines = [
-        "| training rows | test AUC [95% CI] | TALLRec LLaMA-7B | steps (best) | train min | tok/s | "
-        "validation AUC base → best |",
-        "|---|---|---|---|---|---|---|",
+        "| training rows | test AUC [95% CI] | TALLRec LLaMA-7B | epochs | steps (best) | train min | "
+        "tok/s | validation AUC base → best |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for point in points:
         low, high = point["ci95"]
         training = point.get("training")
         figures = (
-            f"{training['steps']} ({training['best_step']}) | {training['minutes']} | "
+            f"{training['epochs']} | {training['steps']} ({training['best_step']}) | {training['minutes']} | "
             f"{training['tokens_per_second']:.0f} | {training['validation_base']:.1f} → "
             f"{training['validation_best']:.1f}"
             if training
-            else "– | – | – | –"
+            else "– | – | – | – | –"
         )
         reference = f"{published[point['samples']]:.2f}" if point["samples"] in published else "–"
         lines.append(
@@ -93,16 +93,39 @@ def markdown(points: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def steps(point: dict[str, Any]) -> int:
+    return point.get("training", {}).get("steps", 0)
+
+
 def plot(points: list[dict[str, Any]], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    # The line follows the longest-trained run per row count; shorter runs of the same rows are dots.
+    longest = {point["samples"]: point for point in sorted(points, key=steps)}
+    main_points = sorted(longest.values(), key=lambda point: point["samples"])
+    shorter = [point for point in points if longest[point["samples"]] is not point]
     # Zero training rows sit at x = 1 on the log axis, labelled 0.
-    xs = [max(point["samples"], 1) for point in points]
-    aucs = [point["auc"] for point in points]
+    xs = [max(point["samples"], 1) for point in main_points]
     errors = [
-        [point["auc"] - point["ci95"][0] for point in points],
-        [point["ci95"][1] - point["auc"] for point in points],
+        [point["auc"] - point["ci95"][0] for point in main_points],
+        [point["ci95"][1] - point["auc"] for point in main_points],
     ]
-    axes.errorbar(xs, aucs, yerr=errors, marker="o", capsize=4, label="SmolLM2-135M + LoRA (CPU), 95% CI")
+    axes.errorbar(
+        xs,
+        [point["auc"] for point in main_points],
+        yerr=errors,
+        marker="o",
+        capsize=4,
+        label="SmolLM2-135M + LoRA (CPU), 95% CI",
+    )
+    if shorter:
+        axes.plot(
+            [max(point["samples"], 1) for point in shorter],
+            [point["auc"] for point in shorter],
+            "o",
+            markerfacecolor="none",
+            color="grey",
+            label="the same rows, fewer steps",
+        )
     published = published_points()
     axes.plot(
         [x for x, _ in published],
@@ -112,11 +135,11 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
     )
     axes.axhline(50, color="grey", linewidth=0.8, linestyle=":", label="chance")
     axes.set_xscale("log")
-    axes.set_xticks(xs, [str(point["samples"]) for point in points])
+    axes.set_xticks(xs, [str(point["samples"]) for point in main_points])
     axes.set_xlabel("training rows (TALLRec movie valid.json)")
     axes.set_ylabel("test AUC ×100 (1,000 rows)")
     axes.set_title("TALLRec movie: sample efficiency")
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -127,7 +150,9 @@ def main() -> None:
     arguments.add_argument("--point", action="append", required=True, help="N=REPORT[:RUN], repeatable")
     arguments.add_argument("--out", default="evals/reports/tallrec-movie-sweep")
     options = arguments.parse_args()
-    points = sorted((read_point(spec) for spec in options.point), key=lambda point: point["samples"])
+    points = sorted(
+        (read_point(spec) for spec in options.point), key=lambda point: (point["samples"], steps(point))
+    )
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(points, out / "sample_efficiency.png")
