@@ -4,11 +4,11 @@ bitsandbytes' CPU kernels are far slower than float32 (an earlier `promptrec eva
 --limit 4` on Games took ~77 s per user against 2.4 s), so a Games-200 comparison of the 4-bit model with
 float32 did not fit a session. A quantized linear layer computes with its dequantized weights, so the
 same model with those weights written out in float32 scores as the quantized model does, at float32
-speed, up to rounding: bitsandbytes' CPU path also rounds its products to bfloat16, which moves a score by
-a few hundredths. This script makes that copy and checks it: it ranks the first `--check` cases of a
-dataset with the real bitsandbytes model and with the copy (adapter applied to both), reports the largest
-score gap, the mean Kendall tau between the two orderings and how often the target keeps its rank, and
-fails if a score differs by more than `--tolerance`. Then evaluate the copy:
+speed, up to rounding: bitsandbytes' CPU path seems to compute in bfloat16 (its quantization state's
+dtype), which moves a score by a few hundredths. This script makes that copy and checks it: it ranks the
+first `--check` cases of a dataset with the real bitsandbytes model and with the copy (adapter applied to
+both), reports the largest score gap, the mean Kendall tau between the two orderings and how often the
+target keeps its rank, and fails if a score differs by more than `--tolerance`. Then evaluate the copy:
 
     python evals/dequantized_model.py ../runs/smollm2-nf4 --quantization 4bit \
       --dataset ../shared/data/llmrank-games/games200_random_cands20.jsonl \
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--adapter", type=Path)
     parser.add_argument("--max-history", type=int, default=10)
     parser.add_argument("--check", type=int, default=2, help="Cases ranked by both models.")
-    # bitsandbytes' CPU path also rounds each product to bfloat16 (the copy computes in float32): the
+    # bitsandbytes' CPU path seems to compute in bfloat16 (the copy computes in float32): the
     # scores move by a few hundredths even though the weights are the same.
     parser.add_argument("--tolerance", type=float, default=0.1)
     args = parser.parse_args()
