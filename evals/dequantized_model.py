@@ -1,14 +1,15 @@
 """Write the bundled model as bitsandbytes quantizes it (NF4 or int8), stored back in float32.
 
-bitsandbytes' CPU kernels are far slower than float32 (an earlier `promptrec eval --quantization 4bit
---limit 4` on Games took ~77 s per user against 2.4 s), so a Games-200 comparison of the 4-bit model with
-float32 did not fit a session. A quantized linear layer computes with its dequantized weights, so the
-same model with those weights written out in float32 scores as the quantized model does, at float32
-speed, up to rounding: bitsandbytes' CPU path seems to compute in bfloat16 (its quantization state's
-dtype), which moves a score by a few hundredths. This script makes that copy and checks it: it ranks the
-first `--check` cases of a dataset with the real bitsandbytes model and with the copy (adapter applied to
-both), reports the largest score gap, the mean Kendall tau between the two orderings and how often the
-target keeps its rank, and fails if a score differs by more than `--tolerance`. Then evaluate the copy:
+Written when bitsandbytes' CPU kernels measured far slower than float32 (~77 s per Games user; a later run
+took 1.7 s, so `promptrec eval --quantization 4bit` is the direct measurement), it remains a check that
+the quantized weights alone explain the 4-bit scores. A quantized linear layer computes with its
+dequantized weights, so the same model with those weights written out in float32 scores as the quantized
+model does, at float32 speed, up to rounding: bitsandbytes' CPU path seems to compute in bfloat16 (its
+quantization state's dtype), which moves a score by a few hundredths. This script makes that copy and
+checks it: it ranks the first `--check` cases of a dataset with the real bitsandbytes model and with the
+copy (adapter applied to both), reports the largest score gap, the mean Kendall tau between the two
+orderings and how often the target keeps its rank, and fails if a score differs by more than
+`--tolerance`. Then evaluate the copy:
 
     python evals/dequantized_model.py ../runs/smollm2-nf4 --quantization 4bit \
       --dataset ../shared/data/llmrank-games/games200_random_cands20.jsonl \
