@@ -208,6 +208,7 @@ def run_finetune(
         )
     print(data.summary, file=sys.stderr, flush=True)
     trainer = LoraTrainer(backend, config, budget, start_from=start_from)
+    fingerprint = examples_sha256(data.examples)  # once: the card is rewritten at every new best step
 
     def write_card(folder: Path, state: TrainState) -> None:
         zero_shot = state.validations[0][1] if state.validations else None
@@ -222,7 +223,7 @@ def run_finetune(
             data={
                 **data.card,
                 "examples": len(data.examples),
-                "examples_sha256": examples_sha256(data.examples),
+                "examples_sha256": fingerprint,
                 "max_history": max_history,
             },
             command=command,
