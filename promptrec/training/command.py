@@ -65,6 +65,8 @@ def _log_data(
     config: TrainConfig,
 ) -> PreparedData:
     """Examples from leave-one-out prefixes of an interaction log; evaluation users and targets excluded."""
+    from tqdm import tqdm
+
     from promptrec.training.sources import load_training_source
     from promptrec.training.validation import RankingValidation
 
@@ -74,8 +76,10 @@ def _log_data(
     per_prefix = 2 if objective is Objective.POINTWISE else 1
     if samples is not None:
         prefixes = prefixes[: -(-samples // per_prefix)]
+    # Rendering a prompt takes ~10 ms: tens of thousands of prefixes are minutes that should show.
+    progress = tqdm(prefixes, desc="building examples", unit="prefix", file=sys.stderr, dynamic_ncols=True)
     examples = build_examples(
-        prefixes,
+        progress,
         source.sequences,
         source.catalog,
         template,

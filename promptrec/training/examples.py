@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from promptrec.data.catalog import Catalog
 from promptrec.data.splits import sample_negatives, user_rng
@@ -25,6 +26,8 @@ from promptrec.prompting.builder import PromptBudget, build_prompts
 from promptrec.prompting.formatter import PromptFormatter
 from promptrec.prompting.gold import gold_answer
 from promptrec.prompting.templates import PromptTemplate
+
+T = TypeVar("T")
 
 
 class Objective(StrEnum):
@@ -192,8 +195,9 @@ def check_no_evaluation_leak(examples: Iterable[TrainingExample], evaluation: It
             )
 
 
-def shuffled(examples: Sequence[TrainingExample], seed: int) -> list[TrainingExample]:
-    order = list(examples)
+def shuffled(items: Sequence[T], seed: int) -> list[T]:
+    """A seeded shuffle of prefixes or examples: the training order is part of what a seed fixes."""
+    order = list(items)
     random.Random(seed).shuffle(order)
     return order
 
