@@ -71,6 +71,7 @@ def recommend_command(
             k=k,
             n_candidates=n_candidates,
             scenario=scenario,
+            template=llm.template,
             diversity=diversity,
             explain=explain,
             use_llm=use_llm,

@@ -15,6 +15,7 @@ from promptrec.catalog_index import build_index, open_catalog
 from promptrec.data.catalog import Catalog
 from promptrec.data.catalog_file import CatalogSource
 from promptrec.errors import DataError, RequestError
+from promptrec.models import RankMode
 
 MOVIES = [
     ("1", "Toy Story (1995)", "Adventure|Animation|Children|Comedy"),
@@ -232,6 +233,27 @@ def test_catalogue_formats(tmp_path: Path):
         open_catalog(tmp_path / "x.parquet")
 
 
+def test_a_pointwise_trained_recommender_ranks_the_shortlist_with_the_prompt_it_was_trained_on(
+    index, recommender, tiny_llama_dir: Path
+):
+    # The shipped adapter answers Yes/No; a scenario's listwise prompt is one it never saw.
+    user = {"history": [{"item_id": "1"}, {"item_id": "15"}]}
+    pointwise = Recommender.load("transformers", str(tiny_llama_dir), default_mode=RankMode.POINTWISE)
+    served = pointwise.recommend(user, index, k=5, scenario="cart")
+    assert served.diagnostics.template == "pointwise_yesno"
+    rank = served.diagnostics.rank
+    assert rank is not None and rank.mode is RankMode.POINTWISE and rank.template == "pointwise_yesno"
+    assert len(set(served.item_ids)) == 5 and not {"1", "15"} & set(served.item_ids)
+    # A template the caller names wins; a recommender without a pointwise adapter keeps the scenario's.
+    for result in (
+        pointwise.recommend(user, index, k=5, template="scenario_cart"),
+        recommender.recommend(user, index, k=5, scenario="cart"),
+    ):
+        rank = result.diagnostics.rank
+        assert result.diagnostics.template == "scenario_cart"
+        assert rank is not None and rank.mode is RankMode.SCORE
+
+
 def test_a_platform_request_is_honoured(tmp_path: Path, recommender):
     titles = [f"Game {n} - {platform}" for n in range(6) for platform in ("Nintendo Switch", "PlayStation 4")]
     catalog = Catalog.from_records((str(i), {"id": str(i), "title": title}) for i, title in enumerate(titles))
@@ -258,6 +280,11 @@ def test_the_recommend_command_prints_json_and_a_table(tmp_path: Path, tiny_llam
     )
     assert len(payload["titles"]) == len(payload["stages"]) == 4
     assert payload["diagnostics"]["facet_policy"] == "filter"
+    assert payload["diagnostics"]["template"] == "scenario_browse"
+
+    named = runner.invoke(app, [*base, "--k", "3", "--template", "pointwise_yesno"])
+    assert named.exit_code == 0, named.output
+    assert json.loads(named.stdout)["diagnostics"]["rank"]["mode"] == "pointwise"
 
     table = runner.invoke(app, [*base, "--k", "3", "--format", "table", "--scenario", "support_chat"])
     assert table.exit_code == 0, table.output
