@@ -248,6 +248,7 @@ def main() -> None:
                 "ild": intra_list_diversity(index.vectors(result.item_ids)),
                 "facets": result.diagnostics.facets.model_dump(exclude={"evidence"}),
                 "facet_policy": result.diagnostics.facet_policy,
+                "template": result.diagnostics.template,
                 "timings_s": result.diagnostics.timings_s,
             }
         rows.append(row)
@@ -285,6 +286,7 @@ def main() -> None:
             "index_warm_load": round(index.load_s, 2),
         }
     if "retriever+llm" in methods:
+        summary["llm_templates"] = sorted({row["retriever+llm"]["template"] for row in rows})
         timings = [row["retriever+llm"]["timings_s"] for row in rows]
         summary["latency_s"] |= {
             "recommend_warm_p50": percentile([t["total_s"] for t in timings], 50),
@@ -319,7 +321,8 @@ def render_report(summary: dict, rows: list[dict]) -> str:
         source,
         "",
         "k = 10. Methods: `retriever` = `recommend(..., use_llm=False)`; "
-        "`retriever+llm` = the LLM (bundled SmolLM2-135M, score mode, scenario `browse`) ranks the "
+        "`retriever+llm` = the LLM (the bundled SmolLM2-135M with its shipped adapter unless --model; "
+        f"template {', '.join(summary.get('llm_templates', [])) or 'n/a'}, scenario `browse`) ranks the "
         "retrievers' top 20; `retriever-no-facets` = retrievers with facet extraction off (ablation). "
         "95% bootstrap CIs over requests.",
         "",
