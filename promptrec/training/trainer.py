@@ -21,6 +21,7 @@ import math
 import random
 import resource
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -407,7 +408,7 @@ def plot_curves(state: TrainState, path: Path, validation: str = "") -> None:
             )
             right.legend()
     right.set(title="validation", xlabel="step")
-    right.set_ylabel(validation, fontsize=7)
+    right.set_ylabel(textwrap.fill(validation, 48), fontsize=8)  # the metric's description is long
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
