@@ -176,6 +176,9 @@ def test_the_card_of_a_continued_adapter_records_where_it_started(
     started = second.training["started_from"]
     assert started["adapter"] == "first" and started["command"] == "promptrec finetune first"
     assert started["data"] == first.data and started["weights_sha256"] == second.training["start_from_sha256"]
+    # Its step-0 validation scores the adapter it continues, not the base model, and says so.
+    assert "validation_base_model" in first.metrics and "validation_base_model" not in second.metrics
+    assert "validation_start_adapter" in second.metrics
     with pytest.raises(RequestError, match="trained for objective 'pointwise'"):
         finetune(
             "listwise",

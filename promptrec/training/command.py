@@ -215,7 +215,7 @@ def run_finetune(
     fingerprint = examples_sha256(data.examples)  # once: the card is rewritten at every new best step
 
     def write_card(folder: Path, state: TrainState) -> None:
-        zero_shot = state.validations[0][1] if state.validations else None
+        before_training = state.validations[0][1] if state.validations else None
         _name_base_model(folder, BUNDLED_MODEL_NAME if model is None else model)
         AdapterCard(
             base_model=BUNDLED_MODEL_NAME if model is None else model,
@@ -244,7 +244,8 @@ def run_finetune(
             },
             metrics={
                 "validation_metric": data.validation.description if data.validation else None,
-                "validation_base_model": zero_shot,
+                # Step 0 scores the base model, or the adapter a --start-from run continues.
+                ("validation_start_adapter" if started_from else "validation_base_model"): before_training,
                 "validation_best": state.best_metric if state.validations else None,
                 "best_step": state.best_step,
             },
