@@ -150,7 +150,7 @@ def demo(
     """Rank 20 MovieLens candidates for one user with the bundled model, shown readably."""
     from promptrec.demo import run_demo
 
-    run_demo(make_ranker(llm), user=user, mode=mode)
+    run_demo(make_ranker(llm), user=user, mode=mode, template=llm.template)
 
 
 app.command("recommend")(exits_on_error(recommend_command))

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from promptrec.data.dataset import load_dataset
 from promptrec.models import RankMode
+from promptrec.prompting.templates import TemplateLibrary
 from promptrec.ranker import Ranker
 from promptrec.terminal import cells
 
@@ -21,9 +22,13 @@ DEMO_USER = "1"
 HISTORY_SHOWN = 10
 
 
-def run_demo(ranker: Ranker, user: str | None = None, mode: RankMode | None = None) -> None:
-    """Rank one user's candidates and show them; `mode=None`: the mode the ranker's adapter was trained
-    for (pointwise for the shipped adapter), else score mode."""
+def run_demo(
+    ranker: Ranker, user: str | None = None, mode: RankMode | None = None, template: str | None = None
+) -> None:
+    """Rank one user's candidates and show them; `mode=None`: the mode `template` declares, else the mode
+    the ranker's adapter was trained for (pointwise for the shipped adapter), else score mode."""
+    if mode is None and template is not None:
+        mode = TemplateLibrary().load(template).contract.mode
     mode = mode or getattr(ranker, "default_mode", None) or RankMode.SCORE
     console = Console()
     dataset = load_dataset(DEMO_DATASET)
@@ -44,7 +49,7 @@ def run_demo(ranker: Ranker, user: str | None = None, mode: RankMode | None = No
     console.print(history)
 
     with console.status(f"ranking {len(case.candidates)} candidates ({mode.value} mode, {ranker.name})"):
-        ranked = ranker.rank_many([case.to_request(mode=mode)])[0]
+        ranked = ranker.rank_many([case.to_request(mode=mode, template=template)])[0]
 
     result = Table(title="Ranked candidates (the held-out next movie is marked ★)")
     result.add_column("rank", justify="right")

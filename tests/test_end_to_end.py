@@ -119,3 +119,15 @@ def test_demo_shows_history_candidates_and_the_held_out_movie(
     assert newest_title in shown
     assert all(item.title in shown for item in case.candidates)
     assert shown.count("★") == 2  # once in the table title, once beside the held-out movie
+
+
+def test_demo_asks_with_the_template_it_is_given(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.fake_backend import ScriptedBackend
+
+    backend = ScriptedBackend()
+    run_demo(Recommender(backend), template="pointwise_yesno")  # its mode comes from the template
+    assert len(backend.prompts_seen) == 20
+    assert all("Answer Yes or No" in prompt for prompt in backend.prompts_seen)
+    backend.prompts_seen.clear()
+    run_demo(Recommender(backend))  # no adapter, no template: one listwise score prompt
+    assert len(backend.prompts_seen) == 1 and "Answer Yes or No" not in backend.prompts_seen[0]
