@@ -19,7 +19,6 @@ from promptrec.training.examples import (
     TrainingExample,
     build_examples,
     check_no_evaluation_leak,
-    examples_sha256,
     leave_one_out_prefixes,
     question_examples,
     shuffled,
@@ -212,7 +211,6 @@ def run_finetune(
         )
     print(data.summary, file=sys.stderr, flush=True)
     trainer = LoraTrainer(backend, config, budget, start_from=start_from)
-    fingerprint = examples_sha256(data.examples)  # once: the card is rewritten at every new best step
 
     def write_card(folder: Path, state: TrainState) -> None:
         before_training = state.validations[0][1] if state.validations else None
@@ -227,7 +225,7 @@ def run_finetune(
             data={
                 **data.card,
                 "examples": len(data.examples),
-                "examples_sha256": fingerprint,
+                "examples_sha256": trainer.examples_fingerprint,
                 "max_history": max_history,
             },
             command=command,

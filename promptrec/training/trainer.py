@@ -155,6 +155,7 @@ class LoraTrainer:
 
         self.config = config
         self.backend = backend
+        self.examples_fingerprint: str | None = None  # set by fit()
         if config.threads:
             torch.set_num_threads(config.threads)
         base = backend.model
@@ -193,7 +194,7 @@ class LoraTrainer:
         if not examples:
             raise RequestError("no training examples; check --dataset, --samples and the user split")
         out.mkdir(parents=True, exist_ok=True)
-        self._examples_sha256 = examples_sha256(examples)
+        self.examples_fingerprint = examples_sha256(examples)  # checked on resume; the card records it
         state = self._resume(out)
         config = self.config
         total = steps_per_epoch(len(examples), config.batch_size) * config.epochs
@@ -282,7 +283,7 @@ class LoraTrainer:
                     "numpy": np.random.get_state(),
                 },
                 "config": self.config.model_dump(mode="json"),
-                "examples_sha256": self._examples_sha256,
+                "examples_sha256": self.examples_fingerprint,
             },
             partial / STATE_FILE,
         )
@@ -315,7 +316,7 @@ class LoraTrainer:
                 f"--out {out} holds a checkpoint trained with other options (saved, now): {changed}; "
                 "re-run with the same options to resume, or pass a new --out"
             )
-        if saved.get("examples_sha256", self._examples_sha256) != self._examples_sha256:
+        if saved.get("examples_sha256", self.examples_fingerprint) != self.examples_fingerprint:
             raise RequestError(
                 f"--out {out} holds a checkpoint trained on other examples (the dataset, --samples, "
                 "--prefixes-per-user, --max-history or --seed changed); re-run with the same data to resume, "
