@@ -248,3 +248,33 @@ def test_finetune_trains_on_tallrec_rows_and_validates_by_auc(
         r"4 examples \(\d answered yes\) from movie/valid.json TALLRec rows; 4 validation rows", log
     )
     assert "step 1: validation" in log and "AUC of log P(yes) - log P(no), 4 held-out TALLRec rows" in log
+
+
+def test_hard_negatives_are_recorded_on_the_card_and_refused_for_yes_no_rows(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    def finetune(dataset: Path, out: str, hard_negatives: float) -> None:
+        run_finetune(
+            dataset,
+            tmp_path / out,
+            model=str(tiny_llama_dir),
+            samples=8,
+            max_history=2,
+            validation_users=0,
+            hard_negatives=hard_negatives,
+            hard_negative_pool=30,
+            config=TrainConfig(max_steps=1),
+        )
+
+    finetune(DEMO_DATASET, "random", 0.0)
+    finetune(DEMO_DATASET, "hard", 0.5)
+    random_card, hard_card = read_card(tmp_path / "random"), read_card(tmp_path / "hard")
+    assert random_card is not None and hard_card is not None
+    assert "hard_negatives" not in random_card.data
+    assert hard_card.data["hard_negatives"] == {"retriever": "itemknn", "fraction": 0.5, "pool_size": 30}
+    assert hard_card.data["examples_sha256"] != random_card.data["examples_sha256"]
+
+    (tmp_path / "movie").mkdir()
+    rows = write_tallrec(tmp_path / "movie" / "valid.json", [("Up (2009)", "Big (1988)", True)] * 4)
+    with pytest.raises(RequestError, match="--hard-negatives needs an interaction log"):
+        finetune(rows, "rows", 0.5)

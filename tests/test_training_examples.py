@@ -24,6 +24,7 @@ from promptrec.training.examples import (
     leave_one_out_prefixes,
     question_examples,
 )
+from promptrec.training.hard_negatives import HardNegativeMiner
 from promptrec.training.sources import load_question_source, load_training_source
 from tests.test_data_loaders import tallrec_row
 
@@ -229,3 +230,68 @@ def test_tallrec_test_questions_never_train(tmp_path: Path) -> None:
     leaking = [("Up (2009)", "Big (1988)", False), ("Alien (1979)", "Heat (1995)", False)]
     with pytest.raises(DataError, match="1 rows repeat a question of test.json"):
         load_question_source(write_tallrec(tmp_path / "valid.json", leaking))
+
+
+def test_hard_negatives_come_from_item_knn_top_items_and_never_from_the_user_or_the_withheld(
+    formatter: PromptFormatter,
+) -> None:
+    source = load_training_source(DEMO_DATASET, validation_users=0)
+    miner = HardNegativeMiner(source.sequences, source.catalog, fraction=1.0, pool_size=20)
+    template = TemplateLibrary().get(None, RankMode.POINTWISE)
+    prefixes = leave_one_out_prefixes(dict(list(source.sequences.items())[:30]), per_user=1)
+    # The single best mined item of the first prefix is withheld, as an evaluation target would be.
+    first = prefixes[0]
+    withheld = frozenset(miner.pool(first.history, set(source.sequences[first.user_id]))[:1])
+    assert withheld
+
+    def negatives(hard_negatives: HardNegativeMiner | None) -> list[tuple[Prefix, str]]:
+        examples = build_examples(
+            prefixes,
+            source.sequences,
+            source.catalog,
+            template,
+            formatter,
+            BUDGET,
+            objective=Objective.POINTWISE,
+            withheld=withheld,
+            hard_negatives=hard_negatives,
+        )
+        assert Counter(example.target for example in examples) == {0: 30, 1: 30}
+        return [
+            (prefix, example.candidate_ids[0])
+            for prefix, example in zip(prefixes, examples[1::2], strict=True)
+        ]
+
+    mined = negatives(miner)
+    for prefix, negative in mined:
+        seen = set(source.sequences[prefix.user_id])
+        assert negative not in seen and negative not in withheld
+        assert negative in miner.pool(prefix.history, seen | withheld)
+    unmined = [
+        negative in miner.pool(p.history, set(source.sequences[p.user_id])) for p, negative in negatives(None)
+    ]
+    assert sum(unmined) < 10  # random negatives rarely land among the 20 best of 9,700 films
+
+    listwise = build_examples(
+        prefixes[:5],
+        source.sequences,
+        source.catalog,
+        TemplateLibrary().get(None, RankMode.SCORE),
+        formatter,
+        BUDGET,
+        objective=Objective.LISTWISE,
+        n_candidates=11,
+        hard_negatives=HardNegativeMiner(source.sequences, source.catalog, fraction=0.5, pool_size=20),
+    )
+    for prefix, example in zip(prefixes[:5], listwise, strict=True):
+        pool = set(miner.pool(prefix.history, set(source.sequences[prefix.user_id])))
+        assert len(set(example.candidate_ids) & pool) >= 5  # half of the 10 negatives, plus chance
+
+
+def test_hard_negative_options_are_checked() -> None:
+    source = load_training_source(DEMO_DATASET, validation_users=0)
+    for fraction in (0.0, 1.5):
+        with pytest.raises(RequestError, match="fraction"):
+            HardNegativeMiner(source.sequences, source.catalog, fraction=fraction)
+    with pytest.raises(RequestError, match="pool_size"):
+        HardNegativeMiner(source.sequences, source.catalog, fraction=0.5, pool_size=0)

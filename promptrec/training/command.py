@@ -62,15 +62,26 @@ def _log_data(
     n_candidates: int,
     validation_users: int,
     config: TrainConfig,
+    hard_negatives: float,
+    hard_negative_pool: int,
 ) -> PreparedData:
     """Examples from leave-one-out prefixes of an interaction log; evaluation users and targets excluded."""
     from tqdm import tqdm
 
+    from promptrec.training.hard_negatives import HardNegativeMiner
     from promptrec.training.sources import load_training_source
     from promptrec.training.validation import RankingValidation
 
     objective = config.objective
     source = load_training_source(dataset, interactions, validation_users=validation_users, seed=config.seed)
+    # Fitted on the training users' sequences only: validation and evaluation users never shape a negative.
+    miner = (
+        HardNegativeMiner(
+            source.sequences, source.catalog, fraction=hard_negatives, pool_size=hard_negative_pool
+        )
+        if hard_negatives > 0
+        else None
+    )
     prefixes = shuffled(leave_one_out_prefixes(source.sequences, per_user=prefixes_per_user), config.seed)
     per_prefix = 2 if objective is Objective.POINTWISE else 1
     if samples is not None:
@@ -88,6 +99,7 @@ def _log_data(
         n_candidates=n_candidates,
         seed=config.seed,
         withheld=frozenset(case.target_id for case in [*source.evaluation, *source.validation]),
+        hard_negatives=miner,
     )[:samples]
     check_no_evaluation_leak(examples, [*source.evaluation, *source.validation])
     validation = RankingValidation(source.validation, objective) if source.validation else None
@@ -102,6 +114,7 @@ def _log_data(
             "prefixes_per_user": prefixes_per_user,
             "validation_users": len(source.validation),
             "evaluation_users_excluded": len(source.evaluation),
+            **({"hard_negatives": miner.describe()} if miner else {}),
         },
         f"{len(examples)} examples from {users} users ({source.description}); {len(source.validation)} "
         f"validation users; {len(source.evaluation)} evaluation users excluded",
@@ -153,6 +166,8 @@ def run_finetune(
     max_history: int = 10,
     n_candidates: int = 20,
     validation_users: int = 40,
+    hard_negatives: float = 0.0,
+    hard_negative_pool: int = 50,
     config: TrainConfig | None = None,
     start_from: Path | None = None,
     command: str = "",
@@ -187,6 +202,11 @@ def run_finetune(
         config = config.model_copy(update={"start_from_sha256": started_from["weights_sha256"]})
     budget = PromptBudget(max_history_items=max_history)
     if detect_protocol(dataset) is Protocol.TALLREC:
+        if hard_negatives:
+            raise RequestError(
+                f"--hard-negatives needs an interaction log to mine from; {dataset} holds labelled yes/no "
+                "rows, whose negatives are given"
+            )
         data = _question_data(
             dataset,
             chosen,
@@ -208,6 +228,8 @@ def run_finetune(
             n_candidates=n_candidates,
             validation_users=validation_users,
             config=config,
+            hard_negatives=hard_negatives,
+            hard_negative_pool=hard_negative_pool,
         )
     print(data.summary, file=sys.stderr, flush=True)
     trainer = LoraTrainer(backend, config, budget, start_from=start_from)
@@ -295,6 +317,17 @@ def finetune_command(
     prefixes_per_user: Annotated[
         int, typer.Option(min=1, help="Newest leave-one-out prefixes per user.")
     ] = 1,
+    hard_negatives: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of negatives mined from item-kNN's top items for the prefix (the rest random).",
+        ),
+    ] = 0.0,
+    hard_negative_pool: Annotated[
+        int, typer.Option(min=1, help="How many of item-kNN's top items a hard negative is drawn from.")
+    ] = 50,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
     max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Training time budget.")] = None,
@@ -359,6 +392,8 @@ def finetune_command(
         prefixes_per_user=prefixes_per_user,
         max_history=max_history,
         validation_users=validation_users,
+        hard_negatives=hard_negatives,
+        hard_negative_pool=hard_negative_pool,
         config=config,
         start_from=start_from,
         command=shlex.join(["promptrec", *sys.argv[1:]]),

@@ -2,10 +2,11 @@
 
 Each training user's item sequence gives leave-one-out prefixes (LlamaRec style): the items before
 position t are the history, item t is the positive, and seeded random negatives come from catalogue items
-the user never touched. A prefix becomes a `RankRequest`, `build_prompts` renders it exactly as a served
-request is rendered, and `gold_answer` gives the answer the loss is put on, so a prompt trained on is a
-prompt served. The loss sits on one answer token: the logits of the contract's answer labels at the last
-prompt position (Yes/No for pointwise, the candidate labels for listwise score mode).
+the user never touched (some of them may be hard instead: hard_negatives.py). A prefix becomes a
+`RankRequest`, `build_prompts` renders it exactly as a served request is rendered, and `gold_answer` gives
+the answer the loss is put on, so a prompt trained on is a prompt served. The loss sits on one answer
+token: the logits of the contract's answer labels at the last prompt position (Yes/No for pointwise, the
+candidate labels for listwise score mode).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from promptrec.prompting.builder import PromptBudget, build_prompts
 from promptrec.prompting.formatter import PromptFormatter
 from promptrec.prompting.gold import gold_answer
 from promptrec.prompting.templates import PromptTemplate
+from promptrec.training.hard_negatives import HardNegativeMiner
 
 T = TypeVar("T")
 
@@ -81,12 +83,15 @@ def build_examples(
     n_candidates: int = 20,
     seed: int = 0,
     withheld: frozenset[str] = frozenset(),
+    hard_negatives: HardNegativeMiner | None = None,
 ) -> list[TrainingExample]:
     """Examples for `objective`; negatives avoid every item of the user's whole sequence, not just the prefix.
 
     pointwise: per prefix, the positive (answer Yes) and one negative (answer No), so the classes balance.
     listwise: per prefix, the positive among n_candidates - 1 negatives, shuffled so its slot is uniform.
     `withheld` items (the evaluation targets) are never a candidate: prefixes ending in one are skipped.
+    `hard_negatives` mines part of the negatives from item-kNN's top items for the prefix; the rest (and
+    any the miner cannot supply) are random.
     """
     if template.contract.mode is not objective.mode:
         raise DataError(
@@ -100,10 +105,14 @@ def build_examples(
         rng = user_rng(seed, f"{prefix.user_id}:{len(prefix.history)}")
         seen = set(sequences[prefix.user_id]) | withheld
         negatives_needed = 1 if objective is Objective.POINTWISE else n_candidates - 1
-        candidate_ids = [
-            prefix.positive,
-            *sample_negatives(catalog, seen, negatives_needed, rng, prefix.user_id),
-        ]
+        hard: list[str] = []
+        if hard_negatives is not None:
+            count = hard_negatives.hard_count(negatives_needed, rng)
+            hard = hard_negatives.draw(prefix.history, seen, count, rng)
+        random_negatives = sample_negatives(
+            catalog, seen | set(hard), negatives_needed - len(hard), rng, prefix.user_id
+        )
+        candidate_ids = [prefix.positive, *hard, *random_negatives]
         if objective is Objective.LISTWISE:
             rng.shuffle(candidate_ids)
         request = _request(prefix, candidate_ids, catalog, objective.mode)
