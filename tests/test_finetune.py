@@ -49,6 +49,19 @@ def movielens_examples(formatter, count: int):
     )
 
 
+def tiny_finetune(model_dir: Path, dataset: Path, out: Path, **options: object) -> None:
+    """`run_finetune` on 8 examples with 2-item histories and no validation: what the card tests need."""
+    run_finetune(
+        dataset,
+        out,
+        model=str(model_dir),
+        samples=8,
+        max_history=2,
+        validation_users=0,
+        **options,  # type: ignore[arg-type]
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(bundled_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An adapter of the bundled model from `promptrec finetune`'s own code path: 2 steps, short prompts.
@@ -159,15 +172,7 @@ def test_the_card_of_a_continued_adapter_records_where_it_started(
     tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     def finetune(out: str, **options: object) -> None:
-        run_finetune(
-            DEMO_DATASET,
-            tmp_path / out,
-            model=str(tiny_llama_dir),
-            samples=8,
-            max_history=2,
-            validation_users=0,
-            **options,  # type: ignore[arg-type]
-        )
+        tiny_finetune(tiny_llama_dir, DEMO_DATASET, tmp_path / out, **options)
 
     finetune("first", config=TrainConfig(lr=1e-2, max_steps=1), command="promptrec finetune first")
     finetune("second", config=TrainConfig(lr=1e-3, max_steps=1), start_from=tmp_path / "first")
@@ -254,13 +259,10 @@ def test_hard_negatives_are_recorded_on_the_card_and_refused_for_yes_no_rows(
     tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     def finetune(dataset: Path, out: str, hard_negatives: float) -> None:
-        run_finetune(
+        tiny_finetune(
+            tiny_llama_dir,
             dataset,
             tmp_path / out,
-            model=str(tiny_llama_dir),
-            samples=8,
-            max_history=2,
-            validation_users=0,
             hard_negatives=hard_negatives,
             hard_negative_pool=30,
             config=TrainConfig(max_steps=1),
