@@ -139,9 +139,10 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
     axes.set_xlabel("training rows (TALLRec movie valid.json)")
     axes.set_ylabel("test AUC ×100 (1,000 rows)")
     axes.set_title("TALLRec movie: sample efficiency")
-    axes.legend(fontsize=8, loc="lower right")
+    # Below the axes: inside, every corner hides a point.
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 
 
