@@ -21,7 +21,6 @@ import math
 import random
 import resource
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from promptrec.errors import RequestError
 from promptrec.prompting.builder import PromptBudget
+from promptrec.training.curves import plot_curves
 from promptrec.training.examples import Objective, TrainingExample, examples_sha256, shuffled
 from promptrec.training.validation import Validation
 
@@ -383,33 +383,3 @@ def _remove_tree(path: Path) -> None:
 
 def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def plot_curves(state: TrainState, path: Path, validation: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    if state.losses:
-        steps, losses = zip(*state.losses, strict=True)
-        window = max(1, len(losses) // 20)
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        left.plot(steps, losses, alpha=0.3, label="batch loss")
-        left.plot(steps[window - 1 :], smooth, label=f"mean of {window}")
-        left.legend()
-    left.set(title="training loss (answer-token cross-entropy)", xlabel="step")
-    if state.validations:
-        steps, metrics = zip(*state.validations, strict=True)
-        right.plot(steps, metrics, marker="o")
-        if state.best_step >= 0:
-            right.axvline(
-                state.best_step, linestyle="--", color="grey", label=f"best (step {state.best_step})"
-            )
-            right.legend()
-    right.set(title="validation", xlabel="step")
-    right.set_ylabel(textwrap.fill(validation, 48), fontsize=8)  # the metric's description is long
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
