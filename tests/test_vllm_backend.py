@@ -134,7 +134,10 @@ def test_label_logprobs_match_transformers_and_repeat(engine: VLLMBackend, bundl
 
     assert len(first) == 2 and all(len(row) == len(LABELS) for row in first)
     assert all(math.isfinite(value) and value <= 0 for row in first for value in row)
-    assert again == first
+    # A repeat may be served from vLLM's prefix cache, another kernel path: equal up to float32 noise
+    # (1e-5 seen on CPU), far below any difference that could reorder candidates.
+    for row_again, row_first in zip(again, first, strict=True):
+        assert row_again == pytest.approx(row_first, abs=1e-4)
     assert first[0] != first[1], "each prompt gets its own scores"
     assert first[0] == pytest.approx(reference, abs=LOGPROB_TOLERANCE)
     assert LABELS[first[0].index(max(first[0]))] == LABELS[reference.index(max(reference))]
