@@ -20,6 +20,13 @@ if TYPE_CHECKING:  # torch loads only when a command trains: `promptrec --help` 
     from promptrec.training.trainer import TrainConfig, TrainState
 
 
+def _lora_modules(listed: str) -> list[str]:
+    names = [name.strip() for name in listed.split(",") if name.strip()]
+    if not names:
+        raise RequestError("--lora-modules is empty; name layers such as q_proj,v_proj")
+    return names
+
+
 def _name_base_model(folder: Path, name: str) -> None:
     """PEFT records the base model's load path (a cache folder on this machine); record its name instead."""
     path = folder / "adapter_config.json"
@@ -209,6 +216,13 @@ def finetune_command(
     lora_layers: Annotated[
         int | None, typer.Option(min=1, help="LoRA on the top N layers only (cheaper steps); all if unset.")
     ] = None,
+    lora_modules: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated linear layers that get LoRA (attention q/k/v/o_proj if unset); "
+            "add gate_proj,up_proj,down_proj for the MLP."
+        ),
+    ] = None,
     alpha: Annotated[float, typer.Option(min=0.1)] = 16.0,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.05,
     lr: Annotated[float, typer.Option(min=1e-7)] = 5e-4,
@@ -243,6 +257,7 @@ def finetune_command(
         objective=objective,
         lora_r=lora_r,
         top_layers=lora_layers,
+        **({"target_modules": _lora_modules(lora_modules)} if lora_modules is not None else {}),
         lora_alpha=alpha,
         lora_dropout=dropout,
         lr=lr,

@@ -59,7 +59,11 @@ class TrainConfig(BaseModel):
     lora_r: int = Field(default=8, ge=1)
     lora_alpha: float = Field(default=16.0, gt=0)
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # The pilot's choice, attention only. The MLP's gate/up/down_proj add capacity for little step time
+    # (backward runs through every layer either way).
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
+    )
     top_layers: int | None = Field(
         default=None,
         ge=1,
@@ -161,6 +165,7 @@ class LoraTrainer:
         base = backend.model
         if config.quantize_4bit:
             base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+        _check_target_modules(base, config.target_modules)
         lora = LoraConfig(
             r=config.lora_r,
             lora_alpha=config.lora_alpha,
@@ -358,6 +363,21 @@ def _load_start_weights(model: Any, lora: Any, folder: Path) -> None:
     result = set_peft_model_state_dict(model, {name: tensor.float() for name, tensor in weights.items()})
     if result.unexpected_keys:
         raise RequestError(f"--start-from {folder}: weights {result.unexpected_keys[:3]} fit no LoRA layer")
+
+
+def _check_target_modules(model: Any, names: Sequence[str]) -> None:
+    """RequestError naming the option when a LoRA target is not a linear layer of the model."""
+    linear = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
+    linear.discard("lm_head")  # tied to the embeddings in the bundled model: LoRA there is not served by vLLM
+    unknown = sorted(set(names) - linear)
+    if unknown:
+        raise RequestError(
+            f"--lora-modules: {unknown} are not linear layers of the base model; choose from {sorted(linear)}"
+        )
 
 
 def _top_layers(model: Any, count: int | None) -> list[int] | None:
