@@ -88,3 +88,17 @@ def test_error_messages_quote_data_exactly_even_when_it_looks_like_markup():
     duplicate = [{"id": "[red]", "title": "A"}] * 2
     repeated_id = invoke("rank", "--request", "-", stdin=request_json(candidates=duplicate))
     assert repeated_id.exit_code == 2 and "id='[red]'" in repeated_id.output
+
+
+def test_finetune_refuses_an_empty_lora_module_list(tmp_path):
+    result = invoke(
+        "finetune",
+        "--dataset",
+        "promptrec/datasets/ml-latest-small",
+        "--out",
+        str(tmp_path),
+        "--lora-modules",
+        " , ",
+    )
+    assert result.exit_code == 2
+    assert "--lora-modules is empty" in result.output

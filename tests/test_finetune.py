@@ -22,6 +22,8 @@ from promptrec.training.trainer import LoraTrainer, TrainConfig
 from tests.test_training_examples import write_tallrec
 
 BUDGET = PromptBudget(max_history_items=2)
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+MLP = ["gate_proj", "up_proj", "down_proj"]
 
 
 def gold_logprob(backend: TransformersBackend, examples) -> float:
@@ -64,12 +66,13 @@ def tiny_finetune(model_dir: Path, dataset: Path, out: Path, **options: object) 
 
 @pytest.fixture(scope="module")
 def trained(bundled_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An adapter of the bundled model from `promptrec finetune`'s own code path: 2 steps, short prompts.
+    """An adapter of the bundled model from `promptrec finetune`'s own code path: 2 steps, short prompts,
+    LoRA on the attention and the MLP (so both backends are shown to apply either).
 
     (A first Adam step moves every LoRA weight by about lr, so lr 1e-3 overshoots on 8 examples; 1e-4 not.)
     """
     out = tmp_path_factory.mktemp("finetune") / "adapter"
-    config = TrainConfig(lr=1e-4, batch_size=8, epochs=2, lora_dropout=0.0)
+    config = TrainConfig(lr=1e-4, batch_size=8, epochs=2, lora_dropout=0.0, target_modules=[*ATTENTION, *MLP])
     state = run_finetune(DEMO_DATASET, out, samples=8, max_history=2, validation_users=0, config=config)
     assert state.step == 2 and state.stopped == "completed"
     return out
@@ -90,7 +93,21 @@ def test_training_raises_the_gold_answer_and_the_adapter_loads(
     assert card is not None and card.objective == "pointwise" and card.template == "pointwise_yesno"
     assert card.data["examples"] == 8 and card.data["evaluation_users_excluded"] > 100
     assert card.training["steps"] == 2 and card.training["tokens_per_second"] > 0
+    assert sorted(card.training["target_modules"]) == sorted(ATTENTION + MLP)
     assert (trained / "curves.png").is_file()
+
+
+def test_lora_modules_must_be_linear_layers_of_the_model(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        RequestError, match=r"--lora-modules: \['mlp', 'q_prj'\] are not linear layers.*gate_proj"
+    ):
+        tiny_finetune(
+            tiny_llama_dir,
+            DEMO_DATASET,
+            tmp_path / "out",
+            config=TrainConfig(max_steps=1, target_modules=["q_prj", "v_proj", "mlp"]),
+        )
+    assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
 
 
 @pytest.mark.integration
