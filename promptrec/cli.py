@@ -53,10 +53,10 @@ def make_ranker(options: LLMOptions, dataset: Any = None, keep_prompts: bool = F
             "train_histories": dataset.train_histories,
             "catalog": {item.id: item for item in dataset.catalog},
         }
-    elif options.demos and options.demo_selector != "self":
+    elif options.demos:
         raise RequestError(
-            f"--demo-selector {options.demo_selector} draws demonstrations from other users' training "
-            "histories: rank with --dataset PATH --user ID, or use --demo-selector self"
+            "--demos draws demonstrations (and their negative candidates) from a dataset's training "
+            "histories and catalogue: rank with --dataset PATH --user ID"
         )
     with stderr.status(f"loading the {options.backend} backend..."):
         return build_llm_ranker(options, keep_prompts=keep_prompts, **pool)
@@ -148,9 +148,11 @@ def demo(
     llm: LLMOptions,
 ) -> None:
     """Rank 20 MovieLens candidates for one user with the bundled model, shown readably."""
-    from promptrec.demo import run_demo
+    from promptrec.data.dataset import load_dataset
+    from promptrec.demo import DEMO_DATASET, run_demo
 
-    run_demo(make_ranker(llm), user=user, mode=mode, template=llm.template)
+    pool = load_dataset(DEMO_DATASET) if llm.demos else None  # demonstrations come from its training users
+    run_demo(make_ranker(llm, pool), user=user, mode=mode, template=llm.template)
 
 
 app.command("recommend")(exits_on_error(recommend_command))

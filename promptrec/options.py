@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from promptrec.errors import RequestError
 from promptrec.models import Item, RankMode, StrictModel
 
 if TYPE_CHECKING:
@@ -79,6 +81,22 @@ class LLMOptions(StrictModel):
         "(an adapter is then applied unmerged).",
     )
 
+    def served_mode(self) -> RankMode | None:
+        """The mode for a request that names none: the template's declared mode, else the mode the
+        adapter these options load was trained in (pointwise for the shipped one); None without either."""
+        from promptrec.adapters import default_adapter
+        from promptrec.adapters.card import read_card
+        from promptrec.prompting.templates import TemplateLibrary
+
+        if self.template is not None:
+            return TemplateLibrary().load(self.template).contract.mode
+        if self.adapter is None:
+            folder = default_adapter(self.backend, self.model)
+        else:
+            folder = None if self.adapter.lower() == "none" else Path(self.adapter)
+        card = read_card(folder) if folder is not None else None
+        return RankMode(card.mode) if card is not None else None
+
     def backend_options(self) -> dict[str, Any]:
         """Keyword options for `load_backend` beyond the model."""
         from promptrec.adapters import adapter_options
@@ -131,6 +149,11 @@ def build_llm_ranker(
     """The LLM ranker `options` describe. Demonstrations are drawn from `train_histories` and `catalog`
     (training data only); `recommender` replaces the loaded one (tests inject a scripted backend);
     `keep_prompts` puts the verbatim prompts in each answer's diagnostics."""
+    if options.demos and not (train_histories and catalog):
+        raise RequestError(
+            f"demos={options.demos} needs train_histories and catalog to draw demonstrations and their "
+            "negative candidates from; pass both, or demos=0"
+        )
     ranker: Ranker = recommender or load_recommender(options, keep_prompts=keep_prompts)
     default_mode = getattr(ranker, "default_mode", None)  # the mode the LLM's adapter was trained for
     if options.demos:

@@ -102,3 +102,9 @@ def test_finetune_refuses_an_empty_lora_module_list(tmp_path):
     )
     assert result.exit_code == 2
     assert "--lora-modules is empty" in result.output
+
+
+def test_rank_refuses_demonstrations_without_a_dataset_to_draw_them_from():
+    result = invoke("rank", "--request", "-", "--demos", "1", stdin=request_json())
+    assert result.exit_code == 2
+    assert "--demos draws demonstrations" in result.output and "--dataset PATH --user ID" in result.output

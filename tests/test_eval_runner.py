@@ -100,7 +100,10 @@ def config_for(dataset: Path, methods: str = "llm,random", **options):
         mode=None,
     )
     settings.update({name: value for name, value in options.items() if name not in llm_fields})
-    llm = LLMOptions(**{name: value for name, value in options.items() if name in llm_fields})
+    # The scripted recommender stands in for the LLM: no adapter, so the mode is generate unless given.
+    llm = LLMOptions(
+        **{"adapter": "none"} | {name: value for name, value in options.items() if name in llm_fields}
+    )
     return build_config(dataset, llm=llm, **settings)
 
 
@@ -114,6 +117,18 @@ def evaluate(
 
 def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_an_adapter_is_evaluated_in_the_mode_it_was_trained_in_unless_told_otherwise(tmp_path):
+    dataset = write_ranking_set(tmp_path / "set.jsonl", 2)
+
+    def mode(**options) -> str:
+        return config_for(dataset, **{"adapter": None} | options).mode
+
+    assert mode() == "pointwise"  # the shipped adapter's card: trained on Yes/No questions
+    assert mode(adapter="none") == "generate"
+    assert mode(template="listwise_score") == "score"  # the template declares its mode
+    assert mode(mode=RankMode.SCORE) == "score"
 
 
 # --- label leakage -----------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def _methods(text: str | None, protocol: Protocol) -> list[str]:
     return methods
 
 
-def _mode(mode: RankMode | None, protocol: Protocol) -> RankMode:
+def _mode(mode: RankMode | None, protocol: Protocol, llm: LLMOptions) -> RankMode:
     if protocol is Protocol.TALLREC:
         if mode not in (None, RankMode.POINTWISE):
             raise RequestError(
@@ -90,7 +90,7 @@ def _mode(mode: RankMode | None, protocol: Protocol) -> RankMode:
                 "use --mode pointwise (or leave --mode unset)"
             )
         return RankMode.POINTWISE
-    return mode or RankMode.GENERATE
+    return mode or llm.served_mode() or RankMode.GENERATE  # an adapter is evaluated the way it was trained
 
 
 def build_config(
@@ -125,7 +125,7 @@ def build_config(
         raise RequestError(
             "--validation and --validation-users: pass one source of validation cases, not both"
         )
-    run_mode = _mode(mode, protocol)
+    run_mode = _mode(mode, protocol, llm)
     return RunConfig(
         dataset=shown_path(dataset),
         dataset_sha256=fingerprint(dataset),
