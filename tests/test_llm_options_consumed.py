@@ -31,7 +31,9 @@ class RecordingBackend(ScriptedBackend):
     """Answers every call with a valid ranking, or fails every call (to exercise --fallback)."""
 
     def __init__(self, failing: bool):
-        super().__init__(answer=lambda prompt: "[A] [B] [C]", label_scores=lambda p, labels: [0.0] * len(labels))
+        super().__init__(
+            answer=lambda prompt: "[A] [B] [C]", label_scores=lambda p, labels: [0.0] * len(labels)
+        )
         self.failing = failing
 
     def generate(self, prompts: Sequence[str], config: GenerationConfig):
