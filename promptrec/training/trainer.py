@@ -357,7 +357,7 @@ def _load_start_weights(model: Any, lora: Any, folder: Path) -> None:
     if differ:
         raise RequestError(
             f"--start-from {folder}: its LoRA shape differs from this run's (adapter, run): {differ}; "
-            "pass the adapter's --lora-r, --alpha and --lora-layers"
+            "pass the adapter's --lora-r, --alpha, --lora-layers and --lora-modules"
         )
     weights = load_file(str(folder / "adapter_model.safetensors"))
     result = set_peft_model_state_dict(model, {name: tensor.float() for name, tensor in weights.items()})
