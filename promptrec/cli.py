@@ -151,8 +151,9 @@ def demo(
     from promptrec.data.dataset import load_dataset
     from promptrec.demo import DEMO_DATASET, run_demo
 
-    pool = load_dataset(DEMO_DATASET) if llm.demos else None  # demonstrations come from its training users
-    run_demo(make_ranker(llm, pool), user=user, mode=mode, template=llm.template)
+    dataset = load_dataset(DEMO_DATASET)  # the user shown, and with --demos the demonstrations' source
+    ranker = make_ranker(llm, dataset if llm.demos else None)
+    run_demo(ranker, user=user, mode=mode, template=llm.template, dataset=dataset)
 
 
 app.command("recommend")(exits_on_error(recommend_command))

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from promptrec.data.dataset import load_dataset
+from promptrec.data.dataset import RankingDataset, load_dataset
 from promptrec.models import RankMode
 from promptrec.prompting.templates import TemplateLibrary
 from promptrec.ranker import Ranker
@@ -23,15 +23,20 @@ HISTORY_SHOWN = 10
 
 
 def run_demo(
-    ranker: Ranker, user: str | None = None, mode: RankMode | None = None, template: str | None = None
+    ranker: Ranker,
+    user: str | None = None,
+    mode: RankMode | None = None,
+    template: str | None = None,
+    dataset: RankingDataset | None = None,
 ) -> None:
     """Rank one user's candidates and show them; `mode=None`: the mode `template` declares, else the mode
-    the ranker's adapter was trained for (pointwise for the shipped adapter), else score mode."""
+    the ranker's adapter was trained for (pointwise for the shipped adapter), else score mode. `dataset`:
+    the MovieLens demo set when the caller has loaded it already."""
     if mode is None and template is not None:
         mode = TemplateLibrary().load(template).contract.mode
     mode = mode or getattr(ranker, "default_mode", None) or RankMode.SCORE
     console = Console()
-    dataset = load_dataset(DEMO_DATASET)
+    dataset = dataset or load_dataset(DEMO_DATASET)
     case = dataset.case_for_user(user or DEMO_USER)
     titles = {item.id: item.title for item in [*case.history_items, *case.candidates]}
 

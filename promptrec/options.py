@@ -84,17 +84,15 @@ class LLMOptions(StrictModel):
     def served_mode(self) -> RankMode | None:
         """The mode for a request that names none: the template's declared mode, else the mode the
         adapter these options load was trained in (pointwise for the shipped one); None without either."""
-        from promptrec.adapters import default_adapter
+        from promptrec.adapters import adapter_options, default_adapter
         from promptrec.adapters.card import read_card
         from promptrec.prompting.templates import TemplateLibrary
 
         if self.template is not None:
             return TemplateLibrary().load(self.template).contract.mode
-        if self.adapter is None:
-            folder = default_adapter(self.backend, self.model)
-        else:
-            folder = None if self.adapter.lower() == "none" else Path(self.adapter)
-        card = read_card(folder) if folder is not None else None
+        chosen = adapter_options(self.adapter)  # the same reading of --adapter as the backend gets
+        folder = chosen["adapter"] if "adapter" in chosen else default_adapter(self.backend, self.model)
+        card = read_card(Path(folder)) if folder is not None else None
         return RankMode(card.mode) if card is not None else None
 
     def backend_options(self) -> dict[str, Any]:
