@@ -16,6 +16,8 @@ from promptrec.errors import RequestError
 from promptrec.training.examples import Objective
 from promptrec.training.prepared import log_data, question_data
 
+RANKING_GROUP = 4  # a positive and three negatives: each group costs four prompts a step
+
 if TYPE_CHECKING:  # torch loads only when a command trains: `promptrec --help` stays fast
     from promptrec.training.trainer import TrainConfig, TrainState
 
@@ -45,7 +47,7 @@ def run_finetune(
     samples: int | None = None,
     prefixes_per_user: int = 1,
     max_history: int = 10,
-    n_candidates: int = 20,
+    n_candidates: int | None = None,
     validation_users: int = 40,
     hard_negatives: float = 0.0,
     hard_negative_pool: int = 50,
@@ -55,8 +57,10 @@ def run_finetune(
 ) -> TrainState:
     """Build examples, train, and write the best adapter with its card into `out`.
 
-    `start_from` continues an adapter of the same base model, objective, template and LoRA shape on this
-    run's examples (a fresh optimizer); its card is kept in the new card under `training.started_from`.
+    `start_from` continues an adapter of the same base model, template and LoRA shape on this run's
+    examples (a fresh optimizer; the objective may change between pointwise and ranking, which train the
+    same prompts); its card is kept in the new card under `training.started_from`.
+    `n_candidates` per prefix: 20 for listwise, 4 for a ranking group if unset (pointwise uses one negative).
     """
     import torch
 
@@ -79,7 +83,7 @@ def run_finetune(
     chosen = TemplateLibrary().get(template, objective.mode)
     started_from = None
     if start_from is not None:
-        started_from = _starting_adapter(start_from, model_dir, objective, chosen.name)
+        started_from = _starting_adapter(start_from, model_dir, chosen.name)
         config = config.model_copy(update={"start_from_sha256": started_from["weights_sha256"]})
     budget = PromptBudget(max_history_items=max_history)
     if detect_protocol(dataset) is Protocol.TALLREC:
@@ -106,7 +110,7 @@ def run_finetune(
             budget,
             samples=samples,
             prefixes_per_user=prefixes_per_user,
-            n_candidates=n_candidates,
+            n_candidates=n_candidates or (RANKING_GROUP if objective is Objective.RANKING else 20),
             validation_users=validation_users,
             config=config,
             hard_negatives=hard_negatives,
@@ -158,17 +162,16 @@ def run_finetune(
     return state
 
 
-def _starting_adapter(folder: Path, model_dir: str, objective: Objective, template: str) -> dict[str, Any]:
-    """What the new card records of the adapter a run starts from; refuses one trained for something else."""
+def _starting_adapter(folder: Path, model_dir: str, template: str) -> dict[str, Any]:
+    """What the new card records of the adapter a run starts from; refuses one trained on other prompts."""
     from promptrec.adapters.card import WEIGHTS_FILENAME, check_adapter, read_card
 
     check_adapter(folder, model_dir)  # the same base model, weights present and not all zero
     card = read_card(folder)
-    if card is not None and (card.objective, card.template) != (objective.value, template):
+    if card is not None and card.template != template:
         raise RequestError(
-            f"--start-from {folder} was trained for objective {card.objective!r} with template "
-            f"{card.template!r}, not {objective.value!r} with {template!r}; pass its --objective and "
-            "--template"
+            f"--start-from {folder} was trained with template {card.template!r}, not {template!r}; pass "
+            "its --template (and an --objective of its mode)"
         )
     weights = hashlib.sha256((folder / WEIGHTS_FILENAME).read_bytes()).hexdigest()
     record: dict[str, Any] = {"adapter": folder.name, "weights_sha256": weights}
@@ -189,9 +192,13 @@ def finetune_command(
     interactions: Annotated[
         Path | None, typer.Option(help="LLMRank .valid.inter log; its users outside --dataset train.")
     ] = None,
-    objective: Annotated[Objective, typer.Option(help="pointwise (Yes/No) or listwise (score mode).")] = (
-        Objective.POINTWISE
-    ),
+    objective: Annotated[
+        Objective,
+        typer.Option(
+            help="pointwise (Yes/No), listwise (score mode) or ranking (Yes/No prompts of a positive and "
+            "its negatives, trained by a softmax over their margins)."
+        ),
+    ] = Objective.POINTWISE,
     samples: Annotated[
         int | None, typer.Option(min=1, help="Training examples to use (all if unset).")
     ] = None,
@@ -209,6 +216,14 @@ def finetune_command(
     hard_negative_pool: Annotated[
         int, typer.Option(min=1, help="How many of item-kNN's top items a hard negative is drawn from.")
     ] = 50,
+    candidates: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help=f"Candidates per training prefix, the positive included: listwise (20 if unset) and "
+            f"ranking ({RANKING_GROUP} if unset); pointwise always pairs a positive with one negative.",
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
     max_steps: Annotated[int | None, typer.Option(min=1)] = None,
     max_minutes: Annotated[float | None, typer.Option(min=0.1, help="Training time budget.")] = None,
@@ -280,6 +295,7 @@ def finetune_command(
         samples=samples,
         prefixes_per_user=prefixes_per_user,
         max_history=max_history,
+        n_candidates=candidates,
         validation_users=validation_users,
         hard_negatives=hard_negatives,
         hard_negative_pool=hard_negative_pool,

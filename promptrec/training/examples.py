@@ -35,10 +35,11 @@ T = TypeVar("T")
 class Objective(StrEnum):
     POINTWISE = "pointwise"  # one Yes/No question per candidate, balanced positives and negatives
     LISTWISE = "listwise"  # one listwise score-mode prompt; the answer is the positive's label
+    RANKING = "ranking"  # pointwise prompts of one prefix's positive and negatives, softmax over margins
 
     @property
     def mode(self) -> RankMode:
-        return RankMode.POINTWISE if self is Objective.POINTWISE else RankMode.SCORE
+        return RankMode.SCORE if self is Objective.LISTWISE else RankMode.POINTWISE
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,16 @@ class TrainingExample:
     labels: tuple[str, ...]  # answer tokens compared by the loss
     target: int  # index into labels of the gold answer
     candidate_ids: tuple[str, ...]  # the items the prompt shows, in prompt order
+
+
+@dataclass(frozen=True)
+class RankingGroup:
+    """The pointwise prompts of one prefix's positive (first) and its negatives, ranked by one softmax."""
+
+    user_id: str
+    prompts: tuple[str, ...]  # the exact served prompts, one per candidate, the positive's first
+    labels: tuple[str, ...]  # (yes, no): each prompt's score is the margin of the first over the second
+    candidate_ids: tuple[str, ...]  # the positive, then the negatives
 
 
 def leave_one_out_prefixes(
@@ -84,11 +95,13 @@ def build_examples(
     seed: int = 0,
     withheld: frozenset[str] = frozenset(),
     hard_negatives: HardNegativeMiner | None = None,
-) -> list[TrainingExample]:
+) -> list[TrainingExample | RankingGroup]:
     """Examples for `objective`; negatives avoid every item of the user's whole sequence, not just the prefix.
 
     pointwise: per prefix, the positive (answer Yes) and one negative (answer No), so the classes balance.
     listwise: per prefix, the positive among n_candidates - 1 negatives, shuffled so its slot is uniform.
+    ranking: per prefix, one group of the positive and n_candidates - 1 negatives (the softmax is blind to
+    their order, so the positive stays first).
     `withheld` items (the evaluation targets) are never a candidate: prefixes ending in one are skipped.
     `hard_negatives` mines part of the negatives from item-kNN's top items for the prefix; the rest (and
     any the miner cannot supply) are random.
@@ -98,7 +111,7 @@ def build_examples(
             f"template {template.name!r} is a {template.contract.mode.value} template but objective "
             f"{objective.value!r} needs a {objective.mode.value} template"
         )
-    examples: list[TrainingExample] = []
+    examples: list[TrainingExample | RankingGroup] = []
     for prefix in prefixes:
         if prefix.positive in withheld:
             continue
@@ -117,7 +130,10 @@ def build_examples(
             rng.shuffle(candidate_ids)
         request = _request(prefix, candidate_ids, catalog, objective.mode)
         built = build_prompts(request, template, formatter, budget)
-        examples.extend(_examples_of(prefix, candidate_ids, built.texts, built.labels, template))
+        if objective is Objective.RANKING:
+            examples.append(_group_of(prefix, candidate_ids, built.texts, template))
+        else:
+            examples.extend(_examples_of(prefix, candidate_ids, built.texts, built.labels, template))
     return examples
 
 
@@ -127,6 +143,18 @@ def _request(prefix: Prefix, candidate_ids: Sequence[str], catalog: Catalog, mod
         candidates=[catalog[item_id] for item_id in candidate_ids],
         history_items=[catalog[item_id] for item_id in dict.fromkeys(prefix.history)],
         mode=mode,
+    )
+
+
+def _group_of(
+    prefix: Prefix, candidate_ids: Sequence[str], texts: Sequence[str], template: PromptTemplate
+) -> RankingGroup:
+    contract = template.contract
+    return RankingGroup(
+        user_id=prefix.user_id,
+        prompts=tuple(texts),
+        labels=(contract.yes_label, contract.no_label),
+        candidate_ids=tuple(candidate_ids),
     )
 
 
@@ -183,7 +211,9 @@ def question_examples(
     ]
 
 
-def check_no_evaluation_leak(examples: Iterable[TrainingExample], evaluation: Iterable[RankingCase]) -> None:
+def check_no_evaluation_leak(
+    examples: Iterable[TrainingExample | RankingGroup], evaluation: Iterable[RankingCase]
+) -> None:
     """DataError if an evaluation user reaches the training examples, or an evaluation target is a
     training candidate (the item the loss is put on)."""
     evaluated = {case.case_id: case.target_id for case in evaluation}
@@ -211,9 +241,12 @@ def shuffled(items: Sequence[T], seed: int) -> list[T]:
     return order
 
 
-def examples_sha256(examples: Iterable[TrainingExample]) -> str:
+def examples_sha256(examples: Iterable[TrainingExample | RankingGroup]) -> str:
     """Fingerprint of a training set, in order: what an adapter card records and a resumed run must match."""
     digest = hashlib.sha256()
     for example in examples:
-        digest.update(f"{example.prompt}\x00{example.labels}\x00{example.target}\x01".encode())
+        if isinstance(example, RankingGroup):
+            digest.update(f"{example.prompts}\x00{example.labels}\x01".encode())
+        else:
+            digest.update(f"{example.prompt}\x00{example.labels}\x00{example.target}\x01".encode())
     return digest.hexdigest()

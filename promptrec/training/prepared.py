@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from promptrec.errors import RequestError
 from promptrec.training.examples import (
     Objective,
+    RankingGroup,
     TrainingExample,
     build_examples,
     check_no_evaluation_leak,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 class PreparedData:
     """What a training source yields: the examples, the validation, and what the adapter card says of them."""
 
-    examples: list[TrainingExample]
+    examples: list[TrainingExample] | list[RankingGroup]
     validation: Validation | None
     card: dict[str, Any]
     summary: str  # one line for the log
@@ -70,7 +71,7 @@ def log_data(
         else None
     )
     prefixes = shuffled(leave_one_out_prefixes(source.sequences, per_user=prefixes_per_user), config.seed)
-    per_prefix = 2 if objective is Objective.POINTWISE else 1
+    per_prefix = 2 if objective is Objective.POINTWISE else 1  # ranking: one group per prefix
     if samples is not None:
         prefixes = prefixes[: -(-samples // per_prefix)]
     # Rendering a prompt takes ~10 ms: tens of thousands of prefixes are minutes that should show.

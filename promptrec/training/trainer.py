@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -34,13 +34,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from promptrec.errors import RequestError
 from promptrec.prompting.builder import PromptBudget
 from promptrec.training.curves import plot_curves
-from promptrec.training.examples import Objective, TrainingExample, examples_sha256, shuffled
+from promptrec.training.examples import (
+    Objective,
+    RankingGroup,
+    TrainingExample,
+    examples_sha256,
+    shuffled,
+)
 from promptrec.training.validation import Validation
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.json"
 # Options that only say how long to train or how often to look: a resumed run may change them.
+T = TypeVar("T")
 BUDGET_OPTIONS = {
     "epochs",
     "max_steps",
@@ -71,7 +78,7 @@ class TrainConfig(BaseModel):
         "less time and memory (all layers if unset).",
     )
     lr: float = Field(default=5e-4, gt=0)
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=8, ge=1, description="Examples per step (groups, for ranking).")
     epochs: int = Field(default=1, ge=1)
     max_steps: int | None = Field(default=None, ge=1)
     max_minutes: float | None = Field(default=None, gt=0)
@@ -103,7 +110,7 @@ def steps_per_epoch(n_examples: int, batch_size: int) -> int:
     return math.ceil(n_examples / batch_size)
 
 
-def batch_at(examples: Sequence[TrainingExample], step: int, config: TrainConfig) -> list[TrainingExample]:
+def batch_at(examples: Sequence[T], step: int, config: TrainConfig) -> list[T]:
     """The examples of global `step`: epoch e uses its own seeded shuffle, so a resumed run sees the same."""
     per_epoch = steps_per_epoch(len(examples), config.batch_size)
     epoch, index = divmod(step, per_epoch)
@@ -115,7 +122,34 @@ def answer_loss(
     model: Any, tokenizer: Any, batch: Sequence[TrainingExample], device: torch.device
 ) -> tuple[torch.Tensor, int]:
     """Cross-entropy over the labels' logits at the last prompt position; returns (loss, tokens run)."""
-    encoded = tokenizer([example.prompt for example in batch], add_special_tokens=False)["input_ids"]
+    answer_logits, tokens = _answer_logits(
+        model, tokenizer, [example.prompt for example in batch], [example.labels for example in batch], device
+    )
+    targets = torch.tensor([example.target for example in batch], device=device)
+    return torch.nn.functional.cross_entropy(answer_logits, targets), tokens
+
+
+def ranking_loss(
+    model: Any, tokenizer: Any, batch: Sequence[RankingGroup], device: torch.device
+) -> tuple[torch.Tensor, int]:
+    """Softmax cross-entropy of each group's positive over its candidates' Yes-minus-No logit margins."""
+    prompts = [prompt for group in batch for prompt in group.prompts]
+    labels = [group.labels for group in batch for _ in group.prompts]
+    answer_logits, tokens = _answer_logits(model, tokenizer, prompts, labels, device)
+    margins = (answer_logits[:, 0] - answer_logits[:, 1]).view(len(batch), -1)
+    positives_first = torch.zeros(len(batch), dtype=torch.long, device=device)
+    return torch.nn.functional.cross_entropy(margins, positives_first), tokens
+
+
+def _answer_logits(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    labels: Sequence[tuple[str, ...]],
+    device: torch.device,
+) -> tuple[torch.Tensor, int]:
+    """Each prompt's next-token logits of its labels (one row per prompt) and the tokens run."""
+    encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     width = max(len(ids) for ids in encoded)
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=device)
@@ -124,10 +158,8 @@ def answer_loss(
     logits = model(
         input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False, logits_to_keep=1
     ).logits[:, -1, :]
-    label_ids = torch.tensor([_label_ids(tokenizer, example.labels) for example in batch], device=device)
-    targets = torch.tensor([example.target for example in batch], device=device)
-    answer_logits = torch.gather(logits.float(), 1, label_ids)
-    return torch.nn.functional.cross_entropy(answer_logits, targets), sum(len(ids) for ids in encoded)
+    label_ids = torch.tensor([_label_ids(tokenizer, answers) for answers in labels], device=device)
+    return torch.gather(logits.float(), 1, label_ids), sum(len(ids) for ids in encoded)
 
 
 _LABEL_CACHE: dict[tuple[int, tuple[str, ...]], list[int]] = {}
@@ -185,7 +217,7 @@ class LoraTrainer:
 
     def fit(
         self,
-        examples: Sequence[TrainingExample],
+        examples: Sequence[TrainingExample] | Sequence[RankingGroup],
         validation: Validation | None,
         out: Path,
         on_best: Callable[[Path, TrainState], None] | None = None,
@@ -210,14 +242,14 @@ class LoraTrainer:
         bar = tqdm(total=total, initial=state.step, desc="finetune", file=sys.stderr, dynamic_ncols=True)
         device = next(self.model.parameters()).device
         started = time.perf_counter() - state.seconds
+        loss_of = ranking_loss if config.objective is Objective.RANKING else answer_loss
         while state.step < total and not state.stopped:
             if config.max_minutes is not None and state.seconds >= config.max_minutes * 60:
                 state.stopped = f"time budget of {config.max_minutes} min reached"
                 break
             self.model.train()
-            loss, tokens = answer_loss(
-                self.model, self.backend.tokenizer, batch_at(examples, state.step, config), device
-            )
+            batch = batch_at(examples, state.step, config)
+            loss, tokens = loss_of(self.model, self.backend.tokenizer, batch, device)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
