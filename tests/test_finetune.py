@@ -18,7 +18,7 @@ from promptrec.prompting.templates import TemplateLibrary
 from promptrec.training.command import run_finetune
 from promptrec.training.examples import Objective, build_examples, leave_one_out_prefixes, shuffled
 from promptrec.training.sources import load_training_source
-from promptrec.training.trainer import LoraTrainer, TrainConfig
+from promptrec.training.trainer import LoraTrainer, TrainConfig, ranking_loss
 from tests.test_training_examples import write_tallrec
 
 BUDGET = PromptBudget(max_history_items=2)
@@ -201,12 +201,61 @@ def test_the_card_of_a_continued_adapter_records_where_it_started(
     # Its step-0 validation scores the adapter it continues, not the base model, and says so.
     assert "validation_base_model" in first.metrics and "validation_base_model" not in second.metrics
     assert "validation_start_adapter" in second.metrics
-    with pytest.raises(RequestError, match="trained for objective 'pointwise'"):
+    with pytest.raises(RequestError, match="trained with template 'pointwise_yesno'"):
         finetune(
             "listwise",
             config=TrainConfig(objective=Objective.LISTWISE, max_steps=1),
             start_from=tmp_path / "first",
         )
+    # Ranking trains the same Yes/No prompts, so it may continue a pointwise adapter.
+    finetune(
+        "ranking",
+        config=TrainConfig(objective=Objective.RANKING, batch_size=2, max_steps=1),
+        start_from=tmp_path / "first",
+    )
+    ranked = read_card(tmp_path / "ranking")
+    assert ranked is not None and (ranked.objective, ranked.mode) == ("ranking", "pointwise")
+    assert ranked.training["started_from"]["adapter"] == "first"
+
+
+def test_ranking_loss_is_a_softmax_over_yes_minus_no_margins_and_training_lowers_it(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    backend = TransformersBackend(tiny_llama_dir)
+    source = load_training_source(DEMO_DATASET, validation_users=0)
+    prefixes = shuffled(leave_one_out_prefixes(source.sequences, per_user=1), 0)[:4]
+    template = TemplateLibrary().get(None, RankMode.POINTWISE)
+    groups = build_examples(
+        prefixes,
+        source.sequences,
+        source.catalog,
+        template,
+        backend.formatter,
+        BUDGET,
+        objective=Objective.RANKING,
+        n_candidates=3,
+    )
+
+    def served_loss(scorer: TransformersBackend) -> float:
+        """The loss from the served scores: log P(yes) - log P(no) per prompt, the positive first."""
+        margins = [
+            [yes - no for yes, no in scorer.next_token_logprobs(list(group.prompts), list(group.labels))]
+            for group in groups
+        ]
+        return float(
+            torch.nn.functional.cross_entropy(torch.tensor(margins), torch.zeros(4, dtype=torch.long))
+        )
+
+    loss, tokens = ranking_loss(backend.model, backend.tokenizer, groups, torch.device("cpu"))
+    assert loss.item() == pytest.approx(served_loss(backend), abs=1e-4)
+    assert tokens == sum(len(backend.tokenizer(p)["input_ids"]) for g in groups for p in g.prompts)
+
+    config = TrainConfig(objective=Objective.RANKING, lr=1e-2, batch_size=4, epochs=3, lora_dropout=0.0)
+    state = LoraTrainer(TransformersBackend(tiny_llama_dir), config, BUDGET).fit(
+        groups, None, tmp_path / "out"
+    )
+    assert state.step == 3
+    assert served_loss(TransformersBackend(tiny_llama_dir, adapter=tmp_path / "out")) < loss.item() - 0.05
 
 
 class ScriptedValidation:

@@ -19,6 +19,7 @@ from promptrec.prompting.templates import TemplateLibrary
 from promptrec.training.examples import (
     Objective,
     Prefix,
+    RankingGroup,
     build_examples,
     check_no_evaluation_leak,
     leave_one_out_prefixes,
@@ -172,6 +173,40 @@ def test_listwise_candidate_order_is_shuffled_so_the_answer_slot_is_uniform(
     slots = Counter(example.target for example in examples)
     assert len(slots) == 10  # every slot holds the answer sometimes
     assert chisquare([slots[slot] for slot in range(10)]).pvalue > 0.001
+
+
+def test_ranking_groups_are_served_prompts_of_a_positive_and_its_unseen_negatives(
+    tmp_path: Path, formatter: PromptFormatter
+) -> None:
+    ranking, inter = games_like(tmp_path)
+    source = load_training_source(ranking, inter, validation_users=3)
+    template = TemplateLibrary().get(None, RankMode.POINTWISE)
+    prefixes = leave_one_out_prefixes(source.sequences, per_user=2)
+    targets = frozenset(case.target_id for case in source.evaluation)
+    groups = build_examples(
+        prefixes,
+        source.sequences,
+        source.catalog,
+        template,
+        formatter,
+        BUDGET,
+        objective=Objective.RANKING,
+        n_candidates=4,
+        withheld=targets,
+    )
+    assert len(groups) == len(prefixes)  # one group per prefix
+    for group, prefix in zip(groups, prefixes, strict=True):
+        assert isinstance(group, RankingGroup) and group.labels == ("Yes", "No")
+        assert group.candidate_ids[0] == prefix.positive and len(set(group.candidate_ids)) == 4
+        assert not set(group.candidate_ids[1:]) & (set(source.sequences[prefix.user_id]) | targets)
+        served = build_prompts(
+            _request_for(prefix, list(group.candidate_ids), source), template, formatter, BUDGET
+        )
+        assert list(group.prompts) == served.texts
+    check_no_evaluation_leak(groups, source.evaluation)
+    shown_target = [RankingGroup("9", ("?",), ("Yes", "No"), ("0", sorted(targets)[0]))]
+    with pytest.raises(DataError, match="shows evaluation targets"):
+        check_no_evaluation_leak(shown_target, source.evaluation)
 
 
 def test_objective_needs_a_template_of_its_mode(formatter: PromptFormatter) -> None:
