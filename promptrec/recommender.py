@@ -96,7 +96,7 @@ class Recommender:
         redact_contacts: replace e-mail addresses and phone numbers in the user's request and preferences
             by placeholders before they reach the prompt.
         default_mode: the mode of a request that names neither a mode nor a template (generate if None);
-            `load` sets the adapter's training mode.
+            `load` sets the adapter's training mode. A request naming only a template takes its mode.
     """
 
     name = "llm"
@@ -183,14 +183,20 @@ class Recommender:
         """Rank every request; `on_result(index, ranked)` fires as each batch finishes (progress, resume)."""
         return drive(self._batches(requests, on_result), self._rank_groups)
 
+    def _in_served_mode(self, request: RankRequest) -> RankRequest:
+        """A request that names a template but no mode ranks in the template's mode; one naming neither
+        in `default_mode`."""
+        if request.template is not None and "mode" not in request.model_fields_set:
+            return request.model_copy(update={"mode": self.templates.load(request.template).contract.mode})
+        return request.with_default_mode(self.default_mode)
+
     def _batches(
         self, requests: Iterable[RankRequest | dict[str, Any] | str], on_result: ResultCallback | None
     ) -> Generator[list[Group], list[list[RankedList]], list[RankedList]]:
         """The batching as a plan: yields each chunk's groups (one mode and template each), receives their
         rankings, and returns one ranking per request, in order."""
         validated = [
-            parse_request(request, self.request_limits).with_default_mode(self.default_mode)
-            for request in requests
+            self._in_served_mode(parse_request(request, self.request_limits)) for request in requests
         ]
         results: list[RankedList | None] = [None] * len(validated)
         indices = iter(range(len(validated)))

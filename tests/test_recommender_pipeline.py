@@ -9,6 +9,7 @@ from promptrec import Item, ItemSource, ParseStatus, RankMode, RankRequest, Reco
 from promptrec.adapters import DEFAULT_ADAPTER
 from promptrec.adapters.card import read_card
 from promptrec.backends import loader
+from promptrec.errors import TemplateError
 from promptrec.options import LLMOptions, build_llm_ranker, load_recommender
 from promptrec.prompting.builder import PromptBudget
 from promptrec.prompting.constraints import answer_constraint
@@ -129,6 +130,20 @@ def test_an_adapter_is_served_as_it_was_trained(monkeypatch, tmp_path):
     assert Recommender.load(adapter=uncarded).default_mode is None
     with pytest.raises(ValueError):
         LLMOptions(max_history=-1)
+
+
+def test_a_request_naming_only_a_template_ranks_in_the_template_mode():
+    recommender = Recommender(ScriptedBackend(), default_mode=RankMode.POINTWISE)
+    named = RankRequest(
+        user=UserContext(request="co-op"), candidates=CANDIDATES[:3], template="listwise_score"
+    )
+    assert recommender.rank(named).diagnostics.mode is RankMode.SCORE
+    assert (
+        recommender.rank(named.model_copy(update={"template": None})).diagnostics.mode is RankMode.POINTWISE
+    )
+    clash = named.model_copy(update={"mode": RankMode.POINTWISE})  # an explicit mode is kept, and checked
+    with pytest.raises(TemplateError, match="declares mode 'score'"):
+        recommender.rank(clash)
 
 
 def test_strategies_see_the_mode_the_adapter_will_rank_in():
