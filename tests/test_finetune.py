@@ -17,8 +17,9 @@ from promptrec.prompting.builder import PromptBudget
 from promptrec.prompting.templates import TemplateLibrary
 from promptrec.training.command import run_finetune
 from promptrec.training.examples import Objective, build_examples, leave_one_out_prefixes, shuffled
+from promptrec.training.losses import ranking_loss
 from promptrec.training.sources import load_training_source
-from promptrec.training.trainer import LoraTrainer, TrainConfig, ranking_loss
+from promptrec.training.trainer import LoraTrainer, TrainConfig
 from tests.test_training_examples import write_tallrec
 
 BUDGET = PromptBudget(max_history_items=2)

@@ -2,8 +2,7 @@
 
 The model is the transformers backend's own model wrapped by PEFT, so validation ranks held-out cases
 through `Recommender` exactly as `promptrec eval` does (same prompts, same prefix-shared scoring). The
-loss is cross-entropy over the answer labels' logits at the last prompt position: Yes/No for pointwise,
-the candidate labels for listwise. On CUDA the base is loaded 4-bit NF4 with double quantisation (QLoRA,
+losses are in losses.py. On CUDA the base is loaded 4-bit NF4 with double quantisation (QLoRA,
 LlamaRec's recipe); on CPU it trains in float32.
 
 `out/` holds the adapter of the best validated step (adapter files + promptrec_adapter.json; the base
@@ -41,13 +40,14 @@ from promptrec.training.examples import (
     examples_sha256,
     shuffled,
 )
+from promptrec.training.losses import answer_loss, ranking_loss
 from promptrec.training.validation import Validation
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
 HISTORY_FILE = "history.json"
-# Options that only say how long to train or how often to look: a resumed run may change them.
 T = TypeVar("T")
+# Options that only say how long to train or how often to look: a resumed run may change them.
 BUDGET_OPTIONS = {
     "epochs",
     "max_steps",
@@ -116,60 +116,6 @@ def batch_at(examples: Sequence[T], step: int, config: TrainConfig) -> list[T]:
     epoch, index = divmod(step, per_epoch)
     order = shuffled(examples, config.seed + epoch)
     return order[index * config.batch_size : (index + 1) * config.batch_size]
-
-
-def answer_loss(
-    model: Any, tokenizer: Any, batch: Sequence[TrainingExample], device: torch.device
-) -> tuple[torch.Tensor, int]:
-    """Cross-entropy over the labels' logits at the last prompt position; returns (loss, tokens run)."""
-    answer_logits, tokens = _answer_logits(
-        model, tokenizer, [example.prompt for example in batch], [example.labels for example in batch], device
-    )
-    targets = torch.tensor([example.target for example in batch], device=device)
-    return torch.nn.functional.cross_entropy(answer_logits, targets), tokens
-
-
-def ranking_loss(
-    model: Any, tokenizer: Any, batch: Sequence[RankingGroup], device: torch.device
-) -> tuple[torch.Tensor, int]:
-    """Softmax cross-entropy of each group's positive over its candidates' Yes-minus-No logit margins."""
-    prompts = [prompt for group in batch for prompt in group.prompts]
-    labels = [group.labels for group in batch for _ in group.prompts]
-    answer_logits, tokens = _answer_logits(model, tokenizer, prompts, labels, device)
-    margins = (answer_logits[:, 0] - answer_logits[:, 1]).view(len(batch), -1)
-    positives_first = torch.zeros(len(batch), dtype=torch.long, device=device)
-    return torch.nn.functional.cross_entropy(margins, positives_first), tokens
-
-
-def _answer_logits(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    labels: Sequence[tuple[str, ...]],
-    device: torch.device,
-) -> tuple[torch.Tensor, int]:
-    """Each prompt's next-token logits of its labels (one row per prompt) and the tokens run."""
-    encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    width = max(len(ids) for ids in encoded)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=device)
-    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=device)
-    position_ids = (mask.cumsum(dim=-1) - 1).clamp(min=0)
-    logits = model(
-        input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False, logits_to_keep=1
-    ).logits[:, -1, :]
-    label_ids = torch.tensor([_label_ids(tokenizer, answers) for answers in labels], device=device)
-    return torch.gather(logits.float(), 1, label_ids), sum(len(ids) for ids in encoded)
-
-
-_LABEL_CACHE: dict[tuple[int, tuple[str, ...]], list[int]] = {}
-
-
-def _label_ids(tokenizer: Any, labels: tuple[str, ...]) -> list[int]:
-    key = (id(tokenizer), labels)
-    if key not in _LABEL_CACHE:
-        _LABEL_CACHE[key] = [tokenizer.encode(label, add_special_tokens=False)[0] for label in labels]
-    return _LABEL_CACHE[key]
 
 
 class LoraTrainer:
