@@ -104,6 +104,16 @@ def test_finetune_refuses_an_empty_lora_module_list(tmp_path):
     assert "--lora-modules is empty" in result.output
 
 
+def test_finetune_refuses_a_candidate_count_the_pointwise_objective_would_ignore(tmp_path):
+    args = ["finetune", "--dataset", "promptrec/datasets/ml-latest-small", "--out", str(tmp_path)]
+    result = invoke(*args, "--candidates", "6")
+    assert result.exit_code == 2
+    assert "--candidates" in result.output and "--objective ranking" in result.output
+    assert (
+        invoke(*args, "--candidates", "1", "--objective", "ranking").exit_code == 2
+    )  # a group needs a negative
+
+
 def test_rank_refuses_demonstrations_without_a_dataset_to_draw_them_from():
     result = invoke("rank", "--request", "-", "--demos", "1", stdin=request_json())
     assert result.exit_code == 2

@@ -268,6 +268,11 @@ def finetune_command(
     """Fine-tune a LoRA adapter (QLoRA 4-bit on CUDA) on a labelled log; evaluation users never train."""
     from promptrec.training.trainer import TrainConfig
 
+    if candidates is not None and objective is Objective.POINTWISE:
+        raise RequestError(
+            "--candidates sets the listwise prompt or the ranking group; pointwise pairs each positive with "
+            "one negative. Drop it, or pass --objective ranking"
+        )
     config = TrainConfig(
         objective=objective,
         lora_r=lora_r,
