@@ -34,21 +34,23 @@ def gold_logprob(backend: TransformersBackend, examples) -> float:
     return float(sum(among_labels[i, e.target] for i, e in enumerate(examples)) / len(examples))
 
 
-def movielens_examples(formatter, count: int):
-    """The examples `promptrec finetune --samples count --max-history 2` trains on (same seed and order)."""
+def movielens_examples(formatter, count: int, objective: Objective = Objective.POINTWISE, **options):
+    """The examples `promptrec finetune --samples count --max-history 2` trains on (same seed and order):
+    two per prefix for pointwise, one group per prefix for ranking."""
     source = load_training_source(DEMO_DATASET, validation_users=0)
-    prefixes = shuffled(leave_one_out_prefixes(source.sequences, per_user=1), 0)[: count // 2]
+    prefixes = shuffled(leave_one_out_prefixes(source.sequences, per_user=1), 0)
     template = TemplateLibrary().get(None, RankMode.POINTWISE)
     withheld = frozenset(case.target_id for case in source.evaluation)
     return build_examples(
-        prefixes,
+        prefixes[: count // 2 if objective is Objective.POINTWISE else count],
         source.sequences,
         source.catalog,
         template,
         formatter,
         BUDGET,
-        objective=Objective.POINTWISE,
+        objective=objective,
         withheld=withheld,
+        **options,
     )
 
 
@@ -223,19 +225,8 @@ def test_ranking_loss_is_a_softmax_over_yes_minus_no_margins_and_training_lowers
     tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     backend = TransformersBackend(tiny_llama_dir)
-    source = load_training_source(DEMO_DATASET, validation_users=0)
-    prefixes = shuffled(leave_one_out_prefixes(source.sequences, per_user=1), 0)[:4]
-    template = TemplateLibrary().get(None, RankMode.POINTWISE)
-    groups = build_examples(
-        prefixes,
-        source.sequences,
-        source.catalog,
-        template,
-        backend.formatter,
-        BUDGET,
-        objective=Objective.RANKING,
-        n_candidates=3,
-    )
+    groups = movielens_examples(backend.formatter, 4, Objective.RANKING, n_candidates=3)
+    assert len(groups) == 4
 
     def served_loss(scorer: TransformersBackend) -> float:
         """The loss from the served scores: log P(yes) - log P(no) per prompt, the positive first."""

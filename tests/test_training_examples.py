@@ -72,6 +72,11 @@ def games_like(folder: Path, n_users: int = 30, evaluated: int = 5) -> tuple[Pat
     return ranking, inter
 
 
+def built(prefixes, source, template, formatter, **options):
+    """`build_examples` over a loaded training source, with this module's budget."""
+    return build_examples(prefixes, source.sequences, source.catalog, template, formatter, BUDGET, **options)
+
+
 def test_games_shape_excludes_evaluation_users_and_never_shows_their_targets(
     tmp_path: Path, formatter: PromptFormatter
 ) -> None:
@@ -85,16 +90,7 @@ def test_games_shape_excludes_evaluation_users_and_never_shows_their_targets(
     template = TemplateLibrary().get(None, RankMode.POINTWISE)
     prefixes = leave_one_out_prefixes(source.sequences, per_user=3)
     targets = frozenset(case.target_id for case in source.evaluation)
-    examples = build_examples(
-        prefixes,
-        source.sequences,
-        source.catalog,
-        template,
-        formatter,
-        BUDGET,
-        objective=Objective.POINTWISE,
-        withheld=targets,
-    )
+    examples = built(prefixes, source, template, formatter, objective=Objective.POINTWISE, withheld=targets)
     assert len(examples) == 2 * len(prefixes)
     check_no_evaluation_leak(examples, source.evaluation)
     titles = {f'"Game {target}"' for target in targets}
@@ -183,16 +179,8 @@ def test_ranking_groups_are_served_prompts_of_a_positive_and_its_unseen_negative
     template = TemplateLibrary().get(None, RankMode.POINTWISE)
     prefixes = leave_one_out_prefixes(source.sequences, per_user=2)
     targets = frozenset(case.target_id for case in source.evaluation)
-    groups = build_examples(
-        prefixes,
-        source.sequences,
-        source.catalog,
-        template,
-        formatter,
-        BUDGET,
-        objective=Objective.RANKING,
-        n_candidates=4,
-        withheld=targets,
+    groups = built(
+        prefixes, source, template, formatter, objective=Objective.RANKING, n_candidates=4, withheld=targets
     )
     assert len(groups) == len(prefixes)  # one group per prefix
     for group, prefix in zip(groups, prefixes, strict=True):
