@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -241,6 +242,14 @@ def test_ranking_loss_is_a_softmax_over_yes_minus_no_margins_and_training_lowers
     loss, tokens = ranking_loss(backend.model, backend.tokenizer, groups, torch.device("cpu"))
     assert loss.item() == pytest.approx(served_loss(backend), abs=1e-4)
     assert tokens == sum(len(backend.tokenizer(p)["input_ids"]) for g in groups for p in g.prompts)
+    # Groups of different sizes in one batch: the loss is the mean of each group's own.
+    short = replace(groups[0], prompts=groups[0].prompts[:2], candidate_ids=groups[0].candidate_ids[:2])
+    cpu = torch.device("cpu")
+    mixed, _ = ranking_loss(backend.model, backend.tokenizer, [short, groups[1]], cpu)
+    alone = [
+        ranking_loss(backend.model, backend.tokenizer, [group], cpu)[0].item() for group in (short, groups[1])
+    ]
+    assert mixed.item() == pytest.approx(sum(alone) / 2, abs=1e-4)
 
     config = TrainConfig(objective=Objective.RANKING, lr=1e-2, batch_size=4, epochs=3, lora_dropout=0.0)
     state = LoraTrainer(TransformersBackend(tiny_llama_dir), config, BUDGET).fit(

@@ -33,9 +33,10 @@ def ranking_loss(
     prompts = [prompt for group in batch for prompt in group.prompts]
     labels = [group.labels for group in batch for _ in group.prompts]
     answer_logits, tokens = _answer_logits(model, tokenizer, prompts, labels, device)
-    margins = (answer_logits[:, 0] - answer_logits[:, 1]).view(len(batch), -1)
-    positives_first = torch.zeros(len(batch), dtype=torch.long, device=device)
-    return torch.nn.functional.cross_entropy(margins, positives_first), tokens
+    margins = answer_logits[:, 0] - answer_logits[:, 1]
+    # Split by each group's own size: a batch need not hold groups of one size.
+    per_group = margins.split([len(group.prompts) for group in batch])
+    return -torch.stack([torch.log_softmax(group, dim=0)[0] for group in per_group]).mean(), tokens
 
 
 def _answer_logits(
